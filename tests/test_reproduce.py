@@ -1,0 +1,60 @@
+"""The papermill runner on a throw-away project with two tiny notebooks."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mindvideo.reproduce import NotebookFailed, reproduce, select_notebooks, list_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _nb(path, body):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell('preset = "smoke"\nseed = 0\nout_dir = "../figures"'); p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "nbs").mkdir(); (tmp_path / "mindvideo").mkdir()
+    shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
+    (tmp_path / "README.md").write_text("x\n<!-- results:start -->\n<!-- results:end -->\n")
+    save = ("from mindvideo.core import save_metrics\n"
+            "save_metrics({'v': 1}, 'v', nb='{NB}', preset=preset, seed=seed, out_dir=out_dir)")
+    _nb(tmp_path / "nbs" / "01_a.ipynb", save.replace("{NB}", "01_a"))
+    _nb(tmp_path / "nbs" / "02_b.ipynb", save.replace("{NB}", "02_b"))
+    return tmp_path
+
+
+def test_runs_records_and_skips(project):
+    rec = reproduce("smoke", project=project)
+    assert [v["status"] for v in rec["notebooks"].values()] == ["ok", "ok"]
+    assert (project / "runs" / "smoke" / "01_a.ipynb").exists()
+    assert list(rec["notebooks"]["01_a"]["artifacts"]) == ["01_v.json"]
+    run = json.loads((project / "runs" / "smoke" / "run.json").read_text())
+    assert run["notebooks"]["02_b"]["parameters"]["preset"] == "smoke"
+    rec = reproduce("smoke", project=project)
+    assert all(v["skipped"] for v in rec["notebooks"].values())
+    (project / "figures" / "smoke" / "02_v.json").unlink()  # a missing output makes it stale
+    rec = reproduce("smoke", project=project)
+    assert [v["skipped"] for v in rec["notebooks"].values()] == [True, False]
+    rec = reproduce("smoke", project=project, only=["01"], force=True)
+    assert rec["notebooks"]["01_a"]["skipped"] is False
+
+
+def test_stops_at_first_failure_naming_cell(project):
+    _nb(project / "nbs" / "01_a.ipynb", "raise ValueError('boom')")
+    with pytest.raises(NotebookFailed, match=r"01_a.ipynb failed in cell 2 .*ValueError: boom"):
+        reproduce("smoke", project=project)
+    run = json.loads((project / "runs" / "smoke" / "run.json").read_text())
+    assert run["notebooks"]["01_a"]["status"] == "failed" and "02_b" not in run["notebooks"]
+
+
+def test_select():
+    nbs = list_notebooks(ROOT / "nbs")
+    assert select_notebooks(nbs, start="00a")[0].stem == "00a_reproduce"
