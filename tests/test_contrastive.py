@@ -1,0 +1,145 @@
+"""Contrastive stage: the loss against a hand computation, retrieval and ridge, the head and encoder round-trips."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, category_top1, contrastive_loss, embed_fmri,
+                                   fit_ridge, info_nce, retrieval_topk, same_target, train_contrastive_model)
+from mindvideo.core import InputError
+
+
+def _np_info_nce(z, t, scale):
+    "CLIP's symmetric InfoNCE written out with numpy, one row at a time."
+    logits = scale * z @ t.T
+    n = len(z)
+    row = [np.log(np.exp(logits[i]).sum()) - logits[i, i] for i in range(n)]
+    col = [np.log(np.exp(logits[:, j]).sum()) - logits[j, j] for j in range(n)]
+    return 0.5 * (np.mean(row) + np.mean(col))
+
+
+def test_info_nce_two_pairs_by_hand():
+    # z0=(1,0), z1=(0.6,0.8); t0=(0.8,0.6), t1=(0,1); scale 2 -> logits [[1.6, 0], [1.92, 1.6]]
+    z = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
+    t = torch.tensor([[0.8, 0.6], [0.0, 1.0]], dtype=torch.float64)
+    r0 = math.log(math.exp(1.6) + 1) - 1.6  # row 0: picks t0 among (1.6, 0)
+    r1 = math.log(math.exp(1.92) + math.exp(1.6)) - 1.6  # row 1: picks t1 among (1.92, 1.6)
+    c0 = math.log(math.exp(1.6) + math.exp(1.92)) - 1.6  # column 0: picks z0 among (1.6, 1.92)
+    c1 = math.log(1 + math.exp(1.6)) - 1.6  # column 1: picks z1 among (0, 1.6)
+    want = 0.5 * ((r0 + r1) / 2 + (c0 + c1) / 2)
+    assert info_nce(z, t, math.log(2.0)).item() == pytest.approx(want, abs=1e-12)
+
+
+def test_info_nce_matches_numpy_random_batch():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, 4)); z /= np.linalg.norm(z, axis=1, keepdims=True)
+    t = rng.normal(size=(5, 4)); t /= np.linalg.norm(t, axis=1, keepdims=True)
+    got = info_nce(torch.tensor(z), torch.tensor(t), math.log(1 / 0.07)).item()
+    assert got == pytest.approx(_np_info_nce(z, t, 1 / 0.07), abs=1e-9)
+
+
+def test_contrastive_loss_weights_and_duplicate_positives():
+    rng = np.random.default_rng(1)
+    z, im, tx = (torch.nn.functional.normalize(torch.tensor(rng.normal(size=(4, 3))), dim=-1) for _ in range(3))
+    s = math.log(10.0)
+    li, lt = _np_info_nce(z.numpy(), im.numpy(), 10.0), _np_info_nce(z.numpy(), tx.numpy(), 10.0)
+    assert contrastive_loss(z, im, tx, s, image_weight=0.3).item() == pytest.approx(0.3 * li + 0.7 * lt, abs=1e-9)
+    # a repeated target: each of the two rows has two equally good positives -> uniform soft target
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    pos = same_target(t)
+    assert pos.all()
+    assert info_nce(t, t, math.log(50.0), pos).item() == pytest.approx(math.log(2), abs=1e-9)
+    with pytest.raises(InputError, match="same shape"):
+        info_nce(torch.zeros(2, 3), torch.zeros(3, 3), 0.0)
+
+
+def test_retrieval_topk_and_category():
+    sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.0, 0.2, 0.3]])
+    assert retrieval_topk(sim, 1) == pytest.approx(2 / 3)
+    assert retrieval_topk(sim, 2) == 1.0
+    assert retrieval_topk(np.ones((3, 3)), 2) == 0.0  # ties count against the query
+    assert category_top1(sim, [0, 0, 1]) == 1.0
+    with pytest.raises(InputError, match="k: expected >= 1"):
+        retrieval_topk(sim, 0)
+
+
+def test_fit_ridge_recovers_linear_map():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(12, 4))
+    X = rng.normal(size=(150, 2, 6)); Y = X.reshape(150, -1) @ W
+    m = fit_ridge(X, Y + 0.01 * rng.normal(size=Y.shape))
+    Xt = rng.normal(size=(20, 2, 6))
+    pred = m.predict(Xt)
+    assert pred.shape == (20, 4)
+    assert np.corrcoef(pred.ravel(), (Xt.reshape(20, -1) @ W).ravel())[0, 1] > 0.99
+    with pytest.raises(InputError, match="same number of rows"):
+        fit_ridge(X[:10], Y[:9])
+
+
+def test_head_round_trip(tmp_path):
+    torch.manual_seed(0)
+    head = FMRIToCLIP(in_dim=8, proj_dim=6, temperature_init=0.05)
+    head.save_pretrained(tmp_path / "clip_head", safe_serialization=True)
+    assert (tmp_path / "clip_head" / "diffusion_pytorch_model.safetensors").exists()
+    h2 = FMRIToCLIP.from_pretrained(tmp_path / "clip_head")
+    x = torch.randn(3, 4, 8)
+    torch.testing.assert_close(h2(x), head(x))
+    assert h2.scale().exp().item() == pytest.approx(20.0, rel=1e-5)
+    with pytest.raises(InputError, match="tokens: expected"):
+        head(torch.randn(3, 8))
+
+
+def _tiny_encoder(seed=0):
+    mae = pytest.importorskip("mindvideo.mae")
+    torch.manual_seed(seed)
+    return mae.FMRIEncoder(num_voxels=32, patch_size=16, embed_dim=16, depth=1, num_heads=2, mlp_ratio=1.0,
+                           window_size=2, temporal_attention=True, out_tokens=3, out_dim=8)
+
+
+def _toy_data(n=48, v=32, p=4, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, p)); z /= np.linalg.norm(z, axis=1, keepdims=True)
+    fmri = rng.normal(size=(n, 2, v)).astype(np.float32)
+    fmri[:, :, :p] += 3 * z[:, None].astype(np.float32)
+    return fmri, z.astype(np.float32)
+
+
+def test_trained_encoder_round_trips(tmp_path):
+    from mindvideo.mae import FMRIEncoder
+    fmri, z = _toy_data()
+    model = ContrastiveModel(_tiny_encoder(), FMRIToCLIP(in_dim=8, proj_dim=4))
+    hist = train_contrastive_model(model, fmri, z, z, epochs=3, batch_size=16, lr=1e-3)
+    assert len(hist["loss"]) == 9 and np.isfinite(hist["loss"]).all()
+    model.encoder.save_pretrained(tmp_path / "fmri_encoder", safe_serialization=True)
+    model.head.save_pretrained(tmp_path / "clip_head", safe_serialization=True)
+    enc = FMRIEncoder.from_pretrained(tmp_path / "fmri_encoder").eval()
+    head = FMRIToCLIP.from_pretrained(tmp_path / "clip_head").eval()
+    x = torch.as_tensor(fmri[:5])
+    torch.testing.assert_close(enc(x), model.encoder.eval()(x))
+    np.testing.assert_allclose(embed_fmri(ContrastiveModel(enc, head), fmri[:5]), embed_fmri(model, fmri[:5]), atol=1e-6)
+
+
+def test_training_resumes_exactly(tmp_path, monkeypatch):
+    import mindvideo.contrastive as mc
+    fmri, z = _toy_data(n=32)
+    def run(ckpt, init_seed=0):
+        torch.manual_seed(init_seed)
+        m = ContrastiveModel(torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(64, 24), torch.nn.Unflatten(1, (3, 8))),
+                             FMRIToCLIP(in_dim=8, proj_dim=4))
+        h = train_contrastive_model(m, fmri, z, z, epochs=4, batch_size=8, lr=1e-2, ckpt_dir=ckpt, checkpoint_every=1)
+        return m, h
+    full, h_full = run(None)
+    calls, real = [], mc.info_nce
+    def crashing(*a, **k):  # two calls per step: crash during step 11, after the checkpoint of step 8
+        calls.append(1)
+        if len(calls) == 21: raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(mc, "info_nce", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    monkeypatch.setattr(mc, "info_nce", real)
+    resumed, h = run(tmp_path, init_seed=1)  # a fresh process: other init, restored from the checkpoint
+    assert len(h["loss"]) == 16 and h["loss"][-1] < h["loss"][0]
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
