@@ -38,7 +38,7 @@ def test_tiny_models_in_real_layouts(tmp_path):
     cfg = load_preset("wen2018", {"foundation.sd_path": monkey["sd"], "foundation.clip_path": monkey["clip"],
                                   "eval.vit_path": monkey["vit"], "eval.videomae_path": monkey["videomae"],
                                   "data.data_dir": str(tmp_path)})
-    assert [m.split(":")[0] for m in missing_assets(cfg)] == ["wen2018"]
+    assert [m.split(":")[0] for m in missing_assets(cfg)] == ["wen2018", "hcp"]
     from diffusers import StableDiffusionPipeline
     pipe = StableDiffusionPipeline.from_pretrained(paths["sd"], safety_checker=None, requires_safety_checker=False)
     assert pipe.unet.config.cross_attention_dim == 32
@@ -87,3 +87,21 @@ def test_convert_checks_segments_and_captions(tmp_path):
     with pytest.raises(InputError, match=r"captions\['train'\]: expected shape \(1, 240, 6\)"):
         convert_wen2018(runs, movies, {"train": np.full((1, 240, 5), "x"), "test": np.full((1, 240, 6), "x")}, np.array([0]), tmp_path, size=4)
     assert not (tmp_path / "preprocessed" / "fmri_train_subject1.npy").exists()
+
+
+def test_hcp_required_without_mae_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
+    assert any(m.startswith("hcp:") and "HCP_visual_voxel.npz" in m for m in missing_assets(load_preset("wen2018")))
+
+
+def test_tiny_assets_satisfy_wen2018_smoke(tmp_path, monkeypatch):
+    from mindvideo.wen2018 import make_tiny_assets
+    from mindvideo.data import load_dataset, load_pretrain_fmri
+    monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
+    make_tiny_assets(tmp_path)
+    cfg = load_preset("wen2018_smoke")
+    check_assets(cfg)
+    ds = load_dataset(cfg, "train")
+    assert ds[0]["fmri"].shape == (2, ds.num_voxels) and ds.num_voxels % 16 == 0
+    assert ds[0]["video"].shape[0] == 6
+    assert len(load_pretrain_fmri(cfg)) == 3
