@@ -1,0 +1,80 @@
+"""Training throughput of mindvideo's spatiotemporal FMRIEncoder (samples/s), at the quick and paper sizes.
+
+Usage:  python benchmarks/bench_encoder.py [--device cpu|cuda|auto] [--sizes quick,paper] [--batch N] [--steps N]
+
+Each size runs `--warmup` untimed steps, then `--steps` timed optimiser steps (AdamW, MSE to a random target) on
+random fMRI windows (B, w, V_pad). The paper size is the release's encoder: embed 1024, depth 24, 16 heads,
+mlp_ratio 1.0, temporal attention, V = 3731 -> 3744 (wrap-padded to a multiple of 16), w = 2, output 77 x 768.
+On a 2-core CPU the paper size takes tens of seconds per step, so by default it runs one timed step without warm-up
+(the first step includes allocator warm-up: read its number as a lower bound); the whole default run takes ~1-2 min.
+Measured (this repo, Nov 2026): H100, --device cuda: quick 3,900 samples/s (batch 64), paper 27 samples/s (batch 2);
+shared 2-core CPU under load: quick ~8 samples/s, paper ~0.03 samples/s (65 s/step, batch 2).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from mindvideo.core import get_device, load_preset
+from mindvideo.mae import FMRIEncoder
+
+
+def _sizes(name: str) -> dict:
+    "Encoder kwargs and default batch size for one benchmark size."
+    if name == "paper":
+        return dict(kw=dict(num_voxels=3744, patch_size=16, embed_dim=1024, depth=24, num_heads=16, mlp_ratio=1.0,
+                            window_size=2, temporal_attention=True, out_tokens=77, out_dim=768), batch=2)
+    cfg = load_preset(name)
+    V = cfg.data.n_voxels + (-cfg.data.n_voxels) % cfg.data.patch_size
+    return dict(kw=dict(num_voxels=V, patch_size=cfg.data.patch_size, embed_dim=cfg.mae.embed_dim, depth=cfg.mae.depth,
+                        num_heads=cfg.mae.num_heads, mlp_ratio=cfg.mae.mlp_ratio, window_size=cfg.data.window_size,
+                        temporal_attention=cfg.encoder.temporal_attention, out_tokens=cfg.encoder.out_tokens,
+                        out_dim=cfg.encoder.out_dim), batch=cfg.contrastive.batch_size)
+
+
+def bench(kw: dict, batch: int, steps: int, warmup: int, device: str) -> dict:
+    "Time `steps` training steps of an FMRIEncoder built from `kw`; returns samples/s and s/step."
+    torch.manual_seed(0)
+    model = FMRIEncoder(**kw).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, kw["window_size"], kw["num_voxels"], device=device)
+    y = torch.randn(batch, kw["out_tokens"], kw["out_dim"], device=device)
+    def step():
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    for _ in range(warmup): step()
+    if device.startswith("cuda"): torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps): step()
+    if device.startswith("cuda"): torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return dict(params_M=sum(p.numel() for p in model.parameters()) / 1e6, s_per_step=dt / steps, samples_per_s=batch * steps / dt)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu, cuda[:N], mps or auto")
+    ap.add_argument("--sizes", default="quick,paper", help="comma-separated: smoke, quick, paper")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: quick = contrastive.batch_size, paper = 2)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default on CPU: 3, paper size 1; on GPU: 20)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1; 0 for the paper size on CPU)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    a = ap.parse_args(argv)
+    if a.threads: torch.set_num_threads(a.threads)
+    device = get_device(a.device)
+    print(f"device {device} | torch {torch.__version__} | CPU threads {torch.get_num_threads()}")
+    print(f"{'size':>6} {'params':>9} {'V_pad':>6} {'w':>2} {'batch':>5} {'steps':>5} {'s/step':>8} {'samples/s':>10}")
+    for name in a.sizes.split(","):
+        s = _sizes(name.strip()); batch = a.batch or s["batch"]
+        cpu_paper = device == "cpu" and name == "paper"
+        steps = a.steps or (20 if device != "cpu" else (1 if cpu_paper else 3))
+        warmup = a.warmup if a.warmup is not None else (0 if cpu_paper else 1)
+        r = bench(s["kw"], batch, steps, warmup, device)
+        print(f"{name:>6} {r['params_M']:>8.1f}M {s['kw']['num_voxels']:>6} {s['kw']['window_size']:>2} {batch:>5} {steps:>5} "
+              f"{r['s_per_step']:>8.3f} {r['samples_per_s']:>10.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
