@@ -1,0 +1,245 @@
+"Tests of mindvideo.pipeline: guidance arithmetic, input checks, shapes, seeding, save/load, export, reconstruct."
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+import mindvideo.pipeline as mp
+from mindvideo.core import InputError, load_preset
+from mindvideo.inflate import inflate_unet
+from mindvideo.mae import FMRIEncoder
+from mindvideo.pipeline import MindVideoPipeline, guided_noise, reconstruct, save_gif, save_mp4, side_by_side
+
+W, V = 2, 32  # fMRI window and voxels of the tiny encoder
+
+
+def _tiny_pipe(seed=0, attention="sparse_causal"):
+    "Seeded tiny components: inflated 2-D UNet (sparse-causal attn1), AutoencoderKL, FMRIEncoder, DDIM."
+    torch.manual_seed(seed)
+    u2 = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                              down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                              cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
+    unet = inflate_unet(u2, load_preset("smoke").diffusion)
+    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4, sample_size=16)
+    enc = FMRIEncoder(num_voxels=V, patch_size=16, embed_dim=16, depth=1, num_heads=2, window_size=W, out_tokens=3, out_dim=16)
+    pipe = MindVideoPipeline(vae=vae, unet=unet, fmri_encoder=enc, scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
+                             vae_scale=0.5, attention=attention)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return _tiny_pipe()
+
+
+@pytest.fixture(scope="module")
+def fmri():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(2, W, V, generator=g)
+
+
+def _gen(s=0): return torch.Generator().manual_seed(s)
+
+
+# -- guidance arithmetic -------------------------------------------------------------------------------------------
+def test_guided_noise_hand_computed():
+    neg = torch.tensor([[1.0, 2.0]]); cond = torch.tensor([[3.0, -1.0]])
+    out = guided_noise(torch.cat([neg, cond]), 12.5)
+    # 1 + 12.5 * (3 - 1) = 26 ; 2 + 12.5 * (-1 - 2) = -35.5
+    torch.testing.assert_close(out, torch.tensor([[26.0, -35.5]]))
+    torch.testing.assert_close(guided_noise(torch.cat([neg, cond]), 1.0), cond)
+    torch.testing.assert_close(guided_noise(torch.cat([neg, cond]), 0.0), neg)
+
+
+def test_one_batched_call_with_mean_fmri_negative(pipe, fmri, monkeypatch):
+    "Adversarial guidance: one UNet call per step on [z, z] with [E(mean fMRI), E(fMRI)], combined as the paper."
+    calls = []
+    def fake(unet, latents, t, cond):
+        calls.append((latents.clone(), cond.clone()))
+        b = latents.shape[0] // 2  # negative half predicts 1, conditional half predicts 3
+        return torch.cat([torch.ones_like(latents[:b]), 3 * torch.ones_like(latents[b:])])
+    seen = []
+    orig_step = pipe.scheduler.step
+    def step(eps, t, latents, **kw):
+        seen.append(eps.clone()); return orig_step(eps, t, latents, **kw)
+    monkeypatch.setattr(mp, "_predict_noise", fake)
+    monkeypatch.setattr(pipe.scheduler, "step", step)
+    mean = fmri.mean(0)
+    pipe(fmri, negative_fmri=mean, num_inference_steps=2, guidance_scale=12.5, generator=_gen(), output_type="latent")
+    assert len(calls) == 2  # one call per step
+    lat, cond = calls[0]
+    assert lat.shape[0] == 4 and torch.equal(lat[:2], lat[2:])
+    with torch.no_grad():
+        torch.testing.assert_close(cond[:2], pipe.fmri_encoder(mean[None]).expand(2, -1, -1))
+        torch.testing.assert_close(cond[2:], pipe.fmri_encoder(fmri))
+    torch.testing.assert_close(seen[0], torch.full_like(seen[0], 26.0))
+
+
+def test_classic_negative_is_zero_fmri(pipe):
+    with torch.no_grad():
+        neg = pipe.negative_embeds("classic", 3)
+        torch.testing.assert_close(neg, pipe.fmri_encoder(torch.zeros(1, W, V)).expand(3, -1, -1))
+
+
+def test_no_guidance_single_branch(pipe, fmri, monkeypatch):
+    sizes = []
+    orig = mp._predict_noise
+    monkeypatch.setattr(mp, "_predict_noise", lambda u, x, t, c: (sizes.append(x.shape[0]), orig(u, x, t, c))[1])
+    pipe(fmri, guidance="none", num_inference_steps=2, generator=_gen())
+    pipe(fmri, negative_fmri=fmri.mean(0), guidance_scale=1.0, num_inference_steps=1, generator=_gen())  # s <= 1: off
+    assert sizes == [2, 2, 2]
+
+
+# -- check_inputs ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(), "fmri / fmri_embeds: expected exactly one of them, got neither"),
+    (dict(fmri="F", fmri_embeds=torch.zeros(2, 3, 16)), "got both"),
+    (dict(fmri=torch.zeros(2, 1, V)), "fmri: expected a (B, w, V) window, (B, 2, 32) for this encoder, got shape (2, 1, 32)"),
+    (dict(fmri="F", guidance="cfg"), "guidance: expected one of ('adversarial', 'classic', 'none'), got 'cfg'"),
+    (dict(fmri="F", guidance_scale=-1.0), "guidance_scale: expected a finite number >= 0, got -1.0"),
+    (dict(fmri="F", num_frames=0), "num_frames: expected an int >= 1, got 0"),
+    (dict(fmri="F", num_inference_steps=2.5), "num_inference_steps: expected an int >= 1, got 2.5"),
+    (dict(fmri="F", height=15), "height: expected a positive multiple of the VAE factor 2, got 15"),
+    (dict(fmri="F", width=0), "width: expected a positive multiple of the VAE factor 2, got 0"),
+    (dict(fmri="F", output_type="gif"), "output_type: expected one of ('np', 'pt', 'pil', 'latent'), got 'gif'"),
+    (dict(fmri="F", negative_fmri=None), "negative_fmri: expected the split's mean fMRI window (dataset.uncond_fmri) for guidance='adversarial' with guidance_scale=12.5, got None"),
+    (dict(fmri="F", negative_fmri=torch.zeros(W, V + 16)), "negative_fmri: expected shape (w, V) or (1|B, w, V) with (w, V) = (2, 32) and B = 2, got shape (2, 48)"),
+    (dict(fmri="F", latents=torch.zeros(2, 4, 5, 8, 8)), "latents: expected shape (2, 4, 6, 8, 8), got shape (2, 4, 5, 8, 8)"),
+    (dict(fmri="F", generator=[_gen()]), "generator: expected one torch.Generator or a list of 2, got a list of 1"),
+])
+def test_check_inputs_errors(pipe, fmri, kwargs, msg):
+    kw = dict(negative_fmri=fmri.mean(0), num_inference_steps=1) | kwargs
+    if isinstance(kw.get("fmri"), str): kw["fmri"] = fmri
+    with pytest.raises(ValueError) as e: pipe(**kw)
+    assert isinstance(e.value, InputError) and msg in str(e.value), str(e.value)
+
+
+# -- shapes, frame counts, seeding -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("num_frames", [6, 24])
+def test_output_shapes(pipe, fmri, num_frames):
+    out = pipe(fmri, negative_fmri=fmri.mean(0), num_frames=num_frames, num_inference_steps=2, generator=_gen())
+    assert isinstance(out, mp.MindVideoPipelineOutput)
+    assert out.frames.shape == (2, num_frames, 16, 16, 3) and out.frames.dtype == np.float32
+    assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0
+    pt = pipe(fmri, guidance="classic", num_frames=num_frames, num_inference_steps=1, output_type="pt", generator=_gen()).frames
+    assert tuple(pt.shape) == (2, num_frames, 3, 16, 16)
+
+
+def test_output_types_and_embeds(pipe, fmri):
+    with torch.no_grad(): c, n = pipe.fmri_encoder(fmri), pipe.fmri_encoder(fmri.mean(0)[None])
+    a = pipe(fmri, negative_fmri=fmri.mean(0), num_inference_steps=2, generator=_gen()).frames
+    b = pipe(fmri_embeds=c, negative_fmri_embeds=n, num_inference_steps=2, generator=_gen()).frames
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    pil = pipe(fmri, guidance="none", num_inference_steps=1, output_type="pil", height=32, width=32).frames
+    assert len(pil) == 2 and len(pil[0]) == 6 and pil[0][0].size == (32, 32)
+    frames, = pipe(fmri, guidance="none", num_inference_steps=1, return_dict=False)
+    assert frames.shape == (2, 6, 16, 16, 3)
+
+
+def test_same_seed_same_frames(pipe, fmri):
+    kw = dict(negative_fmri=fmri.mean(0), num_inference_steps=3)
+    a = pipe(fmri, generator=_gen(7), **kw).frames
+    b = pipe(fmri, generator=_gen(7), **kw).frames
+    c = pipe(fmri, generator=_gen(8), **kw).frames
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_sparse_causal_processors_follow_frame_count(pipe, fmri):
+    from mindvideo.inflate import SparseCausalAttnProcessor
+    pipe(fmri, guidance="none", num_frames=24, num_inference_steps=1)
+    procs = [p for p in pipe.unet.attn_processors.values() if isinstance(p, SparseCausalAttnProcessor)]
+    assert procs and all(p.num_frames == 24 and p.pattern == "sparse_causal" for p in procs)
+
+
+# -- save / load -----------------------------------------------------------------------------------------------------
+def test_save_load_round_trip(pipe, fmri, tmp_path):
+    from mindvideo.inflate import SparseCausalAttnProcessor
+    pipe.save_pretrained(tmp_path/"p")
+    idx = json.loads((tmp_path/"p"/"model_index.json").read_text())
+    assert idx["fmri_encoder"] == ["mindvideo.mae", "FMRIEncoder"] and idx["vae_scale"] == 0.5
+    assert (tmp_path/"p"/"unet"/"diffusion_pytorch_model.safetensors").is_file()
+    p2 = MindVideoPipeline.from_pretrained(tmp_path/"p"); p2.set_progress_bar_config(disable=True)
+    assert isinstance(p2.fmri_encoder, FMRIEncoder) and p2.latent_scale == 0.5 and p2.config.attention == "sparse_causal"
+    assert any(isinstance(p, SparseCausalAttnProcessor) for p in p2.unet.attn_processors.values())
+    kw = dict(negative_fmri=fmri.mean(0), num_inference_steps=3)
+    np.testing.assert_allclose(pipe(fmri, generator=_gen(3), **kw).frames, p2(fmri, generator=_gen(3), **kw).frames, atol=1e-5)
+
+
+# -- export ----------------------------------------------------------------------------------------------------------
+def test_export_gif_mp4(tmp_path):
+    import imageio.v3 as iio
+    gt = np.random.default_rng(0).random((6, 15, 15, 3)).astype(np.float32)
+    clip = side_by_side(gt, gt)
+    assert clip.shape == (6, 15, 32, 3) and clip.dtype == np.uint8
+    g = save_gif(clip, tmp_path/"c.gif", fps=3, scale=2)
+    assert iio.imread(g).shape == (6, 30, 64, 3)
+    m = save_mp4(clip, tmp_path/"c.mp4", fps=6, scale=1)  # odd height: padded to even
+    assert m.stat().st_size > 0 and iio.imread(m).shape[0] == 6
+    with pytest.raises(InputError, match="frames: expected frames"): save_gif(np.zeros((6, 4, 4)), tmp_path/"x.gif")
+
+
+# -- reconstruct (with stand-in dataset and pipeline) -----------------------------------------------------------------
+class _DS:
+    "Stand-in for mindvideo.data.FMRIVideoDataset (the contract's attributes only)."
+    def __init__(self, n=5):
+        g = torch.Generator().manual_seed(0)
+        self.fmri = torch.randn(n, W, V, generator=g)
+        self.videos = np.random.default_rng(0).integers(0, 256, (n, 6, 16, 16, 3), dtype=np.uint8)
+        self.labels = np.arange(n) % 3; self.captions = [f"clip {i}" for i in range(n)]
+        self.uncond_fmri = self.fmri.reshape(-1, V).mean(0).repeat(W, 1)
+    def __len__(self): return len(self.fmri)
+    def __getitem__(self, i): return dict(fmri=self.fmri[i], index=i)
+
+
+def test_reconstruct_cached_and_batch_independent(pipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINDVIDEO_CACHE", str(tmp_path))
+    cfg = load_preset("smoke", {"guidance.num_inference_steps": 2})
+    ds = _DS()
+    r1 = reconstruct(cfg, max_samples=4, pipe=pipe, dataset=ds, batch_size=1)
+    assert r1["pred"].shape == (4, 6, 16, 16, 3) and r1["pred"].dtype == np.uint8
+    np.testing.assert_array_equal(r1["index"], [0, 1, 3, 4])
+    np.testing.assert_array_equal(r1["gt"], ds.videos[[0, 1, 3, 4]])
+    assert r1["captions"] == ["clip 0", "clip 1", "clip 3", "clip 4"]
+    files = list(tmp_path.rglob("*.npz")); assert len(files) == 1 and "adversarial_s12.5" in files[0].name
+    r2 = reconstruct(cfg, max_samples=4, pipe=None, dataset=ds)  # cached: no pipeline needed
+    np.testing.assert_array_equal(r1["pred"], r2["pred"])
+    files[0].unlink()
+    r3 = reconstruct(cfg, max_samples=4, pipe=pipe, dataset=ds, batch_size=3)  # batching does not change the noise
+    assert np.abs(r1["pred"].astype(int) - r3["pred"].astype(int)).max() <= 1
+    r4 = reconstruct(cfg, max_samples=4, pipe=pipe, dataset=ds, guidance="classic", guidance_scale=3)
+    assert len(list(tmp_path.rglob("*.npz"))) == 2 and not np.array_equal(r4["pred"], r1["pred"])
+    with pytest.raises(InputError, match="guidance: expected one of"): reconstruct(cfg, guidance="cfg", dataset=ds)
+
+
+def test_video_viewer_builds(pipe):
+    ipw = pytest.importorskip("ipywidgets")
+    ds = _DS(3)
+    w = mp.video_viewer(pipe, ds, num_inference_steps=1)
+    assert isinstance(w, ipw.VBox)
+    imgs = [c for c in w.children[2].children for c in c.children if isinstance(c, ipw.Image)]
+    assert len(imgs) == 2 and all(len(i.value) > 0 for i in imgs)
+
+
+# -- scheduler, scoring, figures --------------------------------------------------------------------------------------
+def test_make_scheduler_release_settings():
+    s = mp.make_scheduler({"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "clip_sample": True, "steps_offset": 0})
+    assert type(s).__name__ == "DDIMScheduler" and s.config.steps_offset == 1 and s.config.clip_sample is False
+    assert type(mp.make_scheduler({}, "dpm")).__name__ == "DPMSolverMultistepScheduler"
+    with pytest.raises(ValueError, match="guidance.scheduler: expected one of"): mp.make_scheduler({}, "euler")
+
+
+def test_score_clips_and_grid():
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    gt = np.random.default_rng(0).integers(0, 256, (3, 6, 16, 16, 3), dtype=np.uint8)
+    sc = mp.score_clips(gt, gt)
+    np.testing.assert_allclose(sc["ssim"], 1.0)
+    assert mp.score_clips(255 - gt, gt)["ssim"].max() < 0.5
+    with pytest.raises(InputError, match="pred, gt: expected equal shapes"): mp.score_clips(gt[:2], gt)
+    fig = mp.recon_grid(gt, 255 - gt, ["a", "b", "c"], ncols=2)
+    assert len(fig.axes) == 4; plt.close(fig)
