@@ -109,6 +109,11 @@ def test_trained_encoder_round_trips(tmp_path):
     from mindvideo.mae import FMRIEncoder
     fmri, z = _toy_data()
     model = ContrastiveModel(_tiny_encoder(), FMRIToCLIP(in_dim=8, proj_dim=4))
+    backbone = {n: p.detach().clone() for n, p in model.encoder.named_parameters() if not n.startswith("proj_head")}
+    hist = train_contrastive_model(model, fmri, z, z, epochs=0, head_epochs=2, batch_size=16, lr=1e-3)
+    assert hist["phase"] == ["heads"] * 6
+    for n, p in model.encoder.named_parameters():  # the heads phase leaves the backbone untouched
+        if n in backbone: torch.testing.assert_close(p, backbone[n])
     hist = train_contrastive_model(model, fmri, z, z, epochs=3, batch_size=16, lr=1e-3)
     assert len(hist["loss"]) == 9 and np.isfinite(hist["loss"]).all()
     model.encoder.save_pretrained(tmp_path / "fmri_encoder", safe_serialization=True)
