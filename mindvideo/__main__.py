@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/00b_main.ipynb #0fd3c7f9
+# %% ../nbs/00b_main.ipynb #cb8df6e7
 import sys
 
 from .reproduce import main
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "ipykernel" not in sys.modules:  # `python -m mindvideo`, not this notebook's kernel
     sys.exit(main())
