@@ -6,7 +6,7 @@ import torch
 from mindvideo.core import InputError
 from mindvideo.interpret import (AREAS, N_VERTICES, area_chance, area_mass, attention_received, collect_attention,
                                  fold_padded, layer_trend, padded_source_index, patch_to_voxel, permutation_null,
-                                 summarise_areas, voxel_attribution, voxels_to_vertices)
+                                 summarise_areas, voxel_attribution, voxel_to_patch, voxels_to_vertices)
 
 
 def _wrap_pad(x, patch_size):
@@ -54,6 +54,15 @@ def test_patch_to_voxel_batched_uniform_and_errors():
     with pytest.raises(InputError, match="num_voxels=400"): patch_to_voxel(w, 400, 16)
     with pytest.raises(InputError, match="reduce"): fold_padded(np.ones(8), 5, "max")
     with pytest.raises(InputError, match="num_padded"): padded_source_index(10, 8)
+
+
+def test_voxel_to_patch_includes_the_padded_copies():
+    # token 2 covers voxels 8, 9 and the copies of voxels 0, 1
+    np.testing.assert_allclose(voxel_to_patch(np.arange(10.0), 12, 4), [1.5, 5.5, 4.5])
+    area = np.repeat([0, 1, 2], [40, 40, 20]); P = 16; Vp = 112  # 7 tokens, 12 padded columns
+    frac = voxel_to_patch((area > 0).astype(float), Vp, P)
+    assert frac.shape == (7,) and frac[-1] == pytest.approx(4 / 16)  # voxels 96..99 visual, copies of 0..11 not
+    with pytest.raises(InputError, match="num_padded"): voxel_to_patch(np.ones(10), 13, 4)
 
 
 # ---------------------------------------------------------------- attention
@@ -114,6 +123,7 @@ def test_area_mass_chance_and_null():
     assert null.shape == (400, 3)
     np.testing.assert_allclose(null.mean(0), [0.5, 0.3, 0.2], atol=0.05)
     with pytest.raises(InputError, match="voxel_area"): area_mass(np.ones(5), area)
+    with pytest.raises(InputError, match="unknown area"): area_mass(np.ones(3), np.array([0, 1, -1]))  # real data: no ground truth
 
 
 def test_summary_uniform_is_at_chance_and_trend():
@@ -122,11 +132,16 @@ def test_summary_uniform_is_at_chance_and_trend():
     for r in rows:
         for a in AREAS: assert r[f"enrichment_{a}"] == pytest.approx(1.0)
         assert r["visual_ratio"] == pytest.approx(r["visual_ratio_chance"]) == pytest.approx(1.0)
-    # a layer stack moving from early visual (tokens 3-4, mostly voxels 48..71) to higher visual (token 5, voxels 80..95)
-    tw = np.array([[1, 1, 1, 8, 8, 1], [1, 1, 1, 4, 4, 4], [1, 1, 1, 1, 1, 8]], float)
-    tr = layer_trend(summarise_areas(tw, area, 16, n_perm=20))
+    # 12 tokens: non-visual = tokens 0-5, early visual = tokens 6-8, higher visual = tokens 9-11
+    area12 = np.repeat([0, 1, 2], [96, 48, 48])
+    tw = np.ones((3, 12)); tw[0, 6:9] = 8; tw[1, 6:12] = 4; tw[2, 9:12] = 8
+    tr = layer_trend(summarise_areas(tw, area12, 16, n_perm=500))
     assert tr["paper_direction"] and tr["slope_early visual"] < 0 < tr["slope_higher visual"]
-    assert not layer_trend(summarise_areas(tw[::-1], area, 16, n_perm=20))["paper_direction"]
+    assert tr["first_layer_early_visual"] and tr["last_layer_higher_visual"] and tr["trend_reproduced"]
+    assert tr["visual_dominance"] == [True, True, True]
+    assert not layer_trend(summarise_areas(tw[::-1], area12, 16, n_perm=500))["trend_reproduced"]
+    flat = layer_trend(summarise_areas(np.ones((3, 12)), area12, 16, n_perm=200))
+    assert not flat["trend_reproduced"] and flat["visual_dominance"] == [False] * 3
 
 
 # ---------------------------------------------------------------- attribution
@@ -169,3 +184,31 @@ def test_real_encoder_contract_if_available():
     np.testing.assert_allclose(att["received"].sum(-1), 1.0, rtol=1e-5)
     a = voxel_attribution(enc, fmri, 20, n_probes=2)
     assert a.shape == (20,) and np.isfinite(a).all()
+
+
+# ---------------------------------------------------------------- the cached stage, with stand-ins for the upstream stages
+def test_interpret_encoders_computes_then_loads_from_cache(tmp_cache, monkeypatch):
+    import types
+    import mindvideo.data
+    import mindvideo.interpret as mi
+    rng = np.random.default_rng(0)
+    V, P = 40, 16  # padded to 48 columns, 3 tokens
+    world = types.SimpleNamespace(voxel_area=np.repeat([0, 1, 2], [20, 10, 10]), voxel_vertex=np.arange(V),
+                                  noise_ceiling=rng.random(V))
+    fm = torch.from_numpy(_wrap_pad(rng.normal(size=(6, 2, V)).astype(np.float32), P))
+    ds = types.SimpleNamespace(num_voxels=48)
+    calls = []
+    monkeypatch.setattr(mindvideo.data, "load_world", lambda cfg, seed=0: world)
+    monkeypatch.setattr(mindvideo.data, "load_dataset", lambda cfg, split, seed=0, subject=None: ds)
+    monkeypatch.setattr(mi, "_as_fmri_tensor", lambda x: fm if x is ds else torch.as_tensor(x))
+    monkeypatch.setattr(mi, "_stage_encoder", lambda cfg, stage, nv, seed: calls.append(stage) or _Enc(P, depth=2))
+    res = mi.interpret_encoders("smoke", stages=("untrained", "mae"), n_perm=20, n_probes=2)
+    assert calls == ["untrained", "mae"]
+    r = res["mae"]
+    assert r["received"].shape == (6, 2, 3) and r["attribution"].shape == (V,) and len(r["rows"]) == 2
+    assert {"sem_early visual", "visual_ratio", "p_visual_ratio"} <= set(r["rows"][0]) and "trend_reproduced" in r["trend"]
+    again = mi.interpret_encoders("smoke", stages=("untrained", "mae"), n_perm=20, n_probes=2)
+    assert calls == ["untrained", "mae"]  # nothing recomputed
+    np.testing.assert_allclose(again["mae"]["received"], r["received"], rtol=1e-6)
+    assert again["mae"]["rows"] == r["rows"]
+    with pytest.raises(Exception, match="stages"): mi.interpret_encoders("smoke", stages=("nope",))
