@@ -26,11 +26,7 @@ from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, chec
                             load_preset, stage_dir, write_json)
 
 # %% auto #0
-__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex',
-           'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world',
-           'save_world', 'read_world', 'load_world', 'wen_file_names', 'save_wen_layout', 'read_wen_split',
-           'read_wen_world', 'pad_to_patch_size', 'pad_to_length', 'normalize', 'FMRIVideoDataset', 'wen_dataset',
-           'load_dataset', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz']
+__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'load_world', 'pad_to_patch_size', 'pad_to_length', 'normalize', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz']
 
 # %% ../nbs/01_data.ipynb #2ec34f8c
 AREAS = ("non-visual", "early visual", "higher visual")  # voxel_area codes 0, 1, 2
@@ -556,91 +552,6 @@ def load_world(cfg:Preset|str, # preset (or its name)
         save_world(w, folder)
     return w
 
-# %% ../nbs/01_data.ipynb #be2ebfd5
-def wen_file_names(fps:int=3, # frame rate in the file names (release: 3)
-                   subject:int=1, # subject number
-                  )->dict:
-    "File names of the Wen 2018 preprocessed layout (spec §1.1)."
-    return dict(video_train=f"video_train_256_{fps}hz.npy", video_test=f"video_test_256_{fps}hz.npy",
-                text_train=f"text_train_256_{fps}hz.npy", text_test=f"text_test_256_{fps}hz.npy",
-                test_seg_id=f"test_seg_id_{fps}hz.npy", fmri_train=f"fmri_train_subject{subject}.npy",
-                fmri_test=f"fmri_test_subject{subject}.npy")
-
-def save_wen_layout(world:World, # the world to write
-                    folder, # data folder; files go to <folder>/preprocessed/
-                    subject:int=1, # subject number in the fMRI file names
-                    fps:int=3, # frame rate in the file names
-                   )->Path:
-    "Write `world` in the Wen 2018 preprocessed layout (each file atomically); returns the `preprocessed` folder."
-    out = Path(folder)/"preprocessed"; out.mkdir(parents=True, exist_ok=True)
-    names = wen_file_names(fps, subject)
-    extra = {f"train_seg_id_{fps}hz.npy": world.train_seg_id, "label_train.npy": world.label_train, "label_test.npy": world.label_test}
-    for path, arr in [(out/names[k], getattr(world, k)) for k in names] + [(out/k, v) for k, v in extra.items()]:
-        if arr is None: continue
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh: np.save(fh, np.asarray(arr), allow_pickle=False)
-    return out
-
-# %% ../nbs/01_data.ipynb #70f4cf42
-def _wen_folder(cfg:Preset)->Path:
-    "<data folder>/preprocessed: the data folder is cfg.data.data_dir, else <core.data_dir()>/wen2018 (core.asset_dir)."
-    return asset_dir(cfg, "wen2018")/"preprocessed"
-
-def _hcp_folder(cfg:Preset)->Path:
-    "<cfg.data.data_dir or core.data_dir()>/HCP/npz, the MinD-Vis layout."
-    return Path(cfg.data.data_dir or data_dir()).expanduser()/"HCP"/"npz"
-
-def _need(folder:Path, name:str)->Path:
-    p = folder/name
-    if not p.is_file():
-        raise InputError(f"{p}: file not found; expected the Wen 2018 preprocessed layout (spec §1.1) in {folder}")
-    return p
-
-def read_wen_split(folder, # the `preprocessed` folder
-                   split:str, # 'train' or 'test'
-                   subject:int=1, # subject number
-                   fps:int=3, # frame rate in the file names
-                   frames_per_tr:int=6, # expected frames per TR
-                  )->dict:
-    "Validated arrays of one split: video (mmap), text, fmri, seg_id (or None), label (or None)."
-    if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', found {split!r}")
-    folder = Path(folder); names = wen_file_names(fps, subject)
-    fv, ft, ff = _need(folder, names[f"video_{split}"]), _need(folder, names[f"text_{split}"]), _need(folder, names[f"fmri_{split}"])
-    video = load_npy(fv, mmap=True)
-    if video.ndim != 6 or video.shape[-1] != 3 or video.shape[2] != frames_per_tr:
-        raise InputError(f"{fv}: expected shape (segments, TRs, {frames_per_tr}, H, W, 3), found {video.shape}")
-    if video.dtype != np.uint8: raise InputError(f"{fv}: expected dtype uint8, found {video.dtype}")
-    S, T = video.shape[:2]
-    text = load_npy(ft, finite=False)
-    if text.dtype.kind not in "US": raise InputError(f"{ft}: expected a string array, found dtype {text.dtype}")
-    if text.shape != (S, T, frames_per_tr):
-        raise InputError(f"{ft}: expected shape {(S, T, frames_per_tr)} (one caption per frame of {fv.name}), found {text.shape}")
-    fmri = _read_fmri(ff)
-    if fmri.shape[:2] != (S, T):
-        raise InputError(f"{ff}: expected {S} segments x {T} TRs to match {fv.name}, found {fmri.shape[0]} x {fmri.shape[1]}")
-    seg_id = label = None
-    sid = folder/(f"test_seg_id_{fps}hz.npy" if split == "test" else f"train_seg_id_{fps}hz.npy")
-    if split == "test": _need(folder, sid.name)
-    if sid.is_file():
-        seg_id = load_npy(sid, finite=False)
-        if seg_id.shape != (S, T): raise InputError(f"{sid}: expected shape {(S, T)} (one clip id per TR), found {seg_id.shape}")
-    lab = folder/f"label_{split}.npy"
-    if lab.is_file():
-        label = load_npy(lab, shape=(S, T))
-    return dict(video=video, text=text, fmri=fmri, seg_id=seg_id, label=label)
-
-def read_wen_world(folder, subject:int=1, fps:int=3, frames_per_tr:int=6)->World:
-    "A `World` from the Wen 2018 layout (ground-truth extras unknown: labels -1 unless label files exist, areas -1, pRFs NaN)."
-    tr, te = (read_wen_split(folder, s, subject, fps, frames_per_tr) for s in ("train", "test"))
-    V = tr["fmri"].shape[-1]
-    if te["fmri"].shape[-1] != V:
-        raise InputError(f"{Path(folder)/wen_file_names(fps, subject)['fmri_test']}: expected {V} voxels as in the train file, found {te['fmri'].shape[-1]}")
-    lab = lambda s: s["label"] if s["label"] is not None else np.full(s["fmri"].shape[:2], -1, np.int64)
-    return World(video_train=tr["video"], video_test=te["video"], text_train=tr["text"], text_test=te["text"],
-                 fmri_train=tr["fmri"], fmri_test=te["fmri"], test_seg_id=te["seg_id"], train_seg_id=tr["seg_id"],
-                 label_train=lab(tr), label_test=lab(te), categories=[], voxel_area=np.full(V, -1), voxel_vertex=np.full(V, -1),
-                 rf=np.full((V, 3), np.nan), noise_ceiling=np.full(V, np.nan), meta=dict(source="wen2018", folder=str(folder), subject=subject))
-
 # %% ../nbs/01_data.ipynb #9fde2207
 def pad_to_patch_size(x:np.ndarray, # (..., V)
                       patch_size:int=16, # patch size
@@ -767,7 +678,92 @@ def _read_fmri(path:Path, n_voxels:int|None=None)->np.ndarray:
     if n_voxels is not None and x.shape[-1] != n_voxels: raise InputError(f"{path}: expected {n_voxels} voxels as the other split, found {x.shape[-1]}")
     return check_array(x, str(path)).astype(np.float32)
 
-# %% ../nbs/01_data.ipynb #0053166a
+# %% ../nbs/01a_layouts.ipynb #8b7bb1ec
+def wen_file_names(fps:int=3, # frame rate in the file names (release: 3)
+                   subject:int=1, # subject number
+                  )->dict:
+    "File names of the Wen 2018 preprocessed layout (spec §1.1)."
+    return dict(video_train=f"video_train_256_{fps}hz.npy", video_test=f"video_test_256_{fps}hz.npy",
+                text_train=f"text_train_256_{fps}hz.npy", text_test=f"text_test_256_{fps}hz.npy",
+                test_seg_id=f"test_seg_id_{fps}hz.npy", fmri_train=f"fmri_train_subject{subject}.npy",
+                fmri_test=f"fmri_test_subject{subject}.npy")
+
+def save_wen_layout(world:World, # the world to write
+                    folder, # data folder; files go to <folder>/preprocessed/
+                    subject:int=1, # subject number in the fMRI file names
+                    fps:int=3, # frame rate in the file names
+                   )->Path:
+    "Write `world` in the Wen 2018 preprocessed layout (each file atomically); returns the `preprocessed` folder."
+    out = Path(folder)/"preprocessed"; out.mkdir(parents=True, exist_ok=True)
+    names = wen_file_names(fps, subject)
+    extra = {f"train_seg_id_{fps}hz.npy": world.train_seg_id, "label_train.npy": world.label_train, "label_test.npy": world.label_test}
+    for path, arr in [(out/names[k], getattr(world, k)) for k in names] + [(out/k, v) for k, v in extra.items()]:
+        if arr is None: continue
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh: np.save(fh, np.asarray(arr), allow_pickle=False)
+    return out
+
+# %% ../nbs/01a_layouts.ipynb #f3eb8ba7
+def _wen_folder(cfg:Preset)->Path:
+    "<data folder>/preprocessed: the data folder is cfg.data.data_dir, else <core.data_dir()>/wen2018 (core.asset_dir)."
+    return asset_dir(cfg, "wen2018")/"preprocessed"
+
+def _hcp_folder(cfg:Preset)->Path:
+    "<cfg.data.data_dir or core.data_dir()>/HCP/npz, the MinD-Vis layout."
+    return Path(cfg.data.data_dir or data_dir()).expanduser()/"HCP"/"npz"
+
+def _need(folder:Path, name:str)->Path:
+    p = folder/name
+    if not p.is_file():
+        raise InputError(f"{p}: file not found; expected the Wen 2018 preprocessed layout (spec §1.1) in {folder}")
+    return p
+
+def read_wen_split(folder, # the `preprocessed` folder
+                   split:str, # 'train' or 'test'
+                   subject:int=1, # subject number
+                   fps:int=3, # frame rate in the file names
+                   frames_per_tr:int=6, # expected frames per TR
+                  )->dict:
+    "Validated arrays of one split: video (mmap), text, fmri, seg_id (or None), label (or None)."
+    if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', found {split!r}")
+    folder = Path(folder); names = wen_file_names(fps, subject)
+    fv, ft, ff = _need(folder, names[f"video_{split}"]), _need(folder, names[f"text_{split}"]), _need(folder, names[f"fmri_{split}"])
+    video = load_npy(fv, mmap=True)
+    if video.ndim != 6 or video.shape[-1] != 3 or video.shape[2] != frames_per_tr:
+        raise InputError(f"{fv}: expected shape (segments, TRs, {frames_per_tr}, H, W, 3), found {video.shape}")
+    if video.dtype != np.uint8: raise InputError(f"{fv}: expected dtype uint8, found {video.dtype}")
+    S, T = video.shape[:2]
+    text = load_npy(ft, finite=False)
+    if text.dtype.kind not in "US": raise InputError(f"{ft}: expected a string array, found dtype {text.dtype}")
+    if text.shape != (S, T, frames_per_tr):
+        raise InputError(f"{ft}: expected shape {(S, T, frames_per_tr)} (one caption per frame of {fv.name}), found {text.shape}")
+    fmri = _read_fmri(ff)
+    if fmri.shape[:2] != (S, T):
+        raise InputError(f"{ff}: expected {S} segments x {T} TRs to match {fv.name}, found {fmri.shape[0]} x {fmri.shape[1]}")
+    seg_id = label = None
+    sid = folder/(f"test_seg_id_{fps}hz.npy" if split == "test" else f"train_seg_id_{fps}hz.npy")
+    if split == "test": _need(folder, sid.name)
+    if sid.is_file():
+        seg_id = load_npy(sid, finite=False)
+        if seg_id.shape != (S, T): raise InputError(f"{sid}: expected shape {(S, T)} (one clip id per TR), found {seg_id.shape}")
+    lab = folder/f"label_{split}.npy"
+    if lab.is_file():
+        label = load_npy(lab, shape=(S, T))
+    return dict(video=video, text=text, fmri=fmri, seg_id=seg_id, label=label)
+
+def read_wen_world(folder, subject:int=1, fps:int=3, frames_per_tr:int=6)->World:
+    "A `World` from the Wen 2018 layout (ground-truth extras unknown: labels -1 unless label files exist, areas -1, pRFs NaN)."
+    tr, te = (read_wen_split(folder, s, subject, fps, frames_per_tr) for s in ("train", "test"))
+    V = tr["fmri"].shape[-1]
+    if te["fmri"].shape[-1] != V:
+        raise InputError(f"{Path(folder)/wen_file_names(fps, subject)['fmri_test']}: expected {V} voxels as in the train file, found {te['fmri'].shape[-1]}")
+    lab = lambda s: s["label"] if s["label"] is not None else np.full(s["fmri"].shape[:2], -1, np.int64)
+    return World(video_train=tr["video"], video_test=te["video"], text_train=tr["text"], text_test=te["text"],
+                 fmri_train=tr["fmri"], fmri_test=te["fmri"], test_seg_id=te["seg_id"], train_seg_id=tr["seg_id"],
+                 label_train=lab(tr), label_test=lab(te), categories=[], voxel_area=np.full(V, -1), voxel_vertex=np.full(V, -1),
+                 rf=np.full((V, 3), np.nan), noise_ceiling=np.full(V, np.nan), meta=dict(source="wen2018", folder=str(folder), subject=subject))
+
+# %% ../nbs/01a_layouts.ipynb #439b0031
 def _scene_bank(rng, cfg:Preset, categories:list, n_scenes:int):
     d = cfg.data; F = d.frames_per_tr; bank = []
     for i in range(n_scenes):
@@ -824,7 +820,7 @@ def load_pretrain_fmri(cfg:Preset|str, # preset (or its name)
     n = json.loads((folder/"done.json").read_text())["n_subjects"]
     return [load_npy(folder/f"subject_{i:03d}.npy") for i in range(n)]
 
-# %% ../nbs/01_data.ipynb #ac0d74f2
+# %% ../nbs/01a_layouts.ipynb #0f506e3b
 def process_voxel_ts(v:np.ndarray, # (T, V) voxel time series of one subject
                      patch_size:int=16, # patch size
                      t:float=8, # seconds averaged per sample
