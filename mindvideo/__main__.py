@@ -10,5 +10,5 @@ import sys
 
 from .reproduce import main
 
-if __name__ == "__main__" and "ipykernel" not in sys.modules:  # `python -m mindvideo`, not this notebook's kernel
+if __name__ == "__main__" and "get_ipython" not in globals():  # `python -m mindvideo`, not this notebook's kernel
     sys.exit(main())
