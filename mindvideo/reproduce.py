@@ -93,7 +93,10 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
               kernel:str="python3", # Jupyter kernel
              )->dict:
     "Run the notebooks in order into runs/<preset>/, record runs/<preset>/run.json, stop at the first failure."
-    load_preset(preset)  # validate before running anything
+    cfg = load_preset(preset)  # validate before running anything
+    if cfg.data.source == "wen2018":  # real data: one error listing every missing asset, before any notebook runs
+        from mindvideo.wen2018 import check_assets
+        check_assets(cfg)
     proj = find_project(project)
     nbs = select_notebooks(list_notebooks(proj/"nbs"), only, start)
     run_dir = proj/"runs"/preset; fig_root = proj/"figures"; fig_dir = fig_root/preset
