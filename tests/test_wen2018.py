@@ -105,3 +105,13 @@ def test_tiny_assets_satisfy_wen2018_smoke(tmp_path, monkeypatch):
     assert ds[0]["fmri"].shape == (2, ds.num_voxels) and ds.num_voxels % 16 == 0
     assert ds[0]["video"].shape[0] == 6
     assert len(load_pretrain_fmri(cfg)) == 3
+
+
+def test_runner_checks_assets_before_any_notebook(tmp_path, monkeypatch):
+    from pathlib import Path
+    from mindvideo.reproduce import reproduce
+    monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(InputError, match=r"missing 6 asset\(s\)"):
+        reproduce("wen2018", project=root)
+    assert not (root / "runs" / "wen2018" / "run.json").exists()
