@@ -26,7 +26,7 @@ from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, chec
                             load_preset, stage_dir, write_json)
 
 # %% auto #0
-__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'load_world', 'pad_to_patch_size', 'pad_to_length', 'normalize', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz']
+__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'load_world', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz', 'pad_to_patch_size', 'pad_to_length', 'normalize']
 
 # %% ../nbs/01_data.ipynb #2ec34f8c
 AREAS = ("non-visual", "early visual", "higher visual")  # voxel_area codes 0, 1, 2
@@ -552,23 +552,6 @@ def load_world(cfg:Preset|str, # preset (or its name)
         save_world(w, folder)
     return w
 
-# %% ../nbs/01_data.ipynb #9fde2207
-def pad_to_patch_size(x:np.ndarray, # (..., V)
-                      patch_size:int=16, # patch size
-                     )->np.ndarray:
-    "Wrap-pad the last axis by `patch_size - V % patch_size` columns (always 1..patch_size, as the release does)."
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, patch_size - x.shape[-1] % patch_size)], mode="wrap")
-
-def pad_to_length(x:np.ndarray, length:int)->np.ndarray:
-    "Wrap-pad the last axis to `length` (no-op when already that long)."
-    if x.shape[-1] > length: raise InputError(f"fmri: expected at most {length} voxels, found {x.shape[-1]}")
-    return x if x.shape[-1] == length else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])], mode="wrap")
-
-def normalize(x:np.ndarray, mean=None, std=None)->np.ndarray:
-    "Z-score with one scalar mean and std (computed from `x` when not given)."
-    mean = x.mean() if mean is None else mean; std = x.std() if std is None else std
-    return ((x - mean) / std).astype(np.float32)
-
 # %% ../nbs/01_data.ipynb #7ad54b14
 class FMRIVideoDataset(Dataset):
     "fMRI windows paired with 2-s video clips, their captions and labels (spec §1.2)."
@@ -855,3 +838,20 @@ def load_hcp_npz(folder, # data/HCP/npz
         out.append(process_voxel_ts(np.concatenate(parts, axis=-1), patch_size))
     if not out: raise InputError(f"{folder}: expected at least one <subject>/HCP_visual_voxel.npz, found none")
     return out
+
+# %% ../nbs/01a_layouts.ipynb #4ff0bdef
+def pad_to_patch_size(x:np.ndarray, # (..., V)
+                      patch_size:int=16, # patch size
+                     )->np.ndarray:
+    "Wrap-pad the last axis by `patch_size - V % patch_size` columns (always 1..patch_size, as the release does)."
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, patch_size - x.shape[-1] % patch_size)], mode="wrap")
+
+def pad_to_length(x:np.ndarray, length:int)->np.ndarray:
+    "Wrap-pad the last axis to `length` (no-op when already that long)."
+    if x.shape[-1] > length: raise InputError(f"fmri: expected at most {length} voxels, found {x.shape[-1]}")
+    return x if x.shape[-1] == length else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])], mode="wrap")
+
+def normalize(x:np.ndarray, mean=None, std=None)->np.ndarray:
+    "Z-score with one scalar mean and std (computed from `x` when not given)."
+    mean = x.mean() if mean is None else mean; std = x.std() if std is None else std
+    return ((x - mean) / std).astype(np.float32)
