@@ -257,14 +257,7 @@ def embed_fmri(model:ContrastiveModel, # trained encoder + head
     return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
 
 # %% ../nbs/03_contrastive.ipynb #e115ba77
-@contextlib.contextmanager
-def _stage_lock(folder:Path):
-    "Exclusive lock beside `folder`, so that parallel notebooks compute a stage once."
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent/f"{folder.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 def clip_arrays(cfg:Preset|str, # preset (or its name)
                 split:str="train", # 'train' or 'test'

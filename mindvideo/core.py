@@ -27,8 +27,8 @@ import numpy as np
 __all__ = ['PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy', 'atomic_path', 'write_json',
            'DataConfig', 'MAEConfig', 'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig',
            'GuidanceConfig', 'EvalConfig', 'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir',
-           'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'git_commit', 'record_output', 'save_fig',
-           'save_metrics']
+           'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'git_commit', 'stage_lock', 'record_output',
+           'save_fig', 'save_metrics']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -509,9 +509,10 @@ def _nb_number(nb:str)->str:
     return num
 
 @contextlib.contextmanager
-def _locked(path:Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
+def stage_lock(path:Path):
+    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent/f"{path.name}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
@@ -524,7 +525,7 @@ def record_output(path, # the artifact written
     path = Path(path); man = path.parent/"MANIFEST.json"
     entry = dict(file=path.name, kind=kind, notebook=Path(nb).stem, preset=str(preset), seed=int(seed),
                  commit=git_commit(path.parent), paper_ref=paper_ref, caption=caption)
-    with _locked(man):
+    with stage_lock(man):
         data = json.loads(man.read_text()) if man.exists() else {"outputs": {}}
         data["outputs"][path.name] = entry
         write_json(data, man)

@@ -527,14 +527,7 @@ def read_world(folder)->World:
     arr = {k: load_npy(folder/f"{k}.npy", finite=False) for k in _WORLD_ARRAYS if (folder/f"{k}.npy").exists()}
     return World(**arr, categories=meta["categories"], scenes=meta["scenes"], meta=meta["meta"])
 
-@contextlib.contextmanager
-def _stage_lock(folder:Path):
-    "Hold an exclusive file lock next to `folder` (parallel notebooks build a stage once; the others wait, then read it)."
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 def load_world(cfg:Preset|str, # preset (or its name)
                seed:int=0, # random seed of the world

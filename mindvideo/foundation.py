@@ -381,14 +381,7 @@ def load_foundation_from(clip_path, # transformers CLIP folder (config.json, wei
     return fd.to(device)
 
 # %% ../nbs/02b_foundation.ipynb #4003c427
-@contextlib.contextmanager
-def _stage_lock(folder:Path):
-    "Exclusive lock beside `folder`, so that parallel notebooks train a stage once."
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent/f"{folder.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 def foundation_dir(cfg:Preset, seed:int=0)->Path:
     "Cache folder of the trained stand-ins (depends on the data and foundation sections)."

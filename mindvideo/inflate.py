@@ -255,15 +255,7 @@ def _accelerator(mixed_precision:str)->Accelerator:
         AcceleratorState._reset_state(True); GradientState._reset_state()
         return Accelerator(mixed_precision=mixed_precision)
 
-@contextlib.contextmanager
-def _stage_lock(folder:Path):
-    "Exclusive lock beside `folder`, so that parallel notebooks run a stage once."
-    import fcntl
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent/f"{folder.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 def _to_uint8(video:torch.Tensor)->np.ndarray:
     "(B, F, 3, H, W) in [-1, 1] -> uint8 (B, F, H, W, 3)."

@@ -427,13 +427,7 @@ def train_mae(model:MAEforFMRI, # model to train (in place)
                log_every=max(1, per_epoch // 10))
 
 # %% ../nbs/02_mae.ipynb #bc7ebdd9
-@contextlib.contextmanager
-def _stage_lock(folder:Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder/".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 
 def _pretrain_arrays(cfg:Preset, seed:int)->list:
