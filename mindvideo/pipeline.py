@@ -21,6 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from .core import InputError, ConfigError, Preset, atomic_path, get_device, load_preset, stage_dir, write_json
+from diffusers.models.attention_processor import AttnProcessor2_0
 from .inflate import predict_noise, set_video_attention
 
 # %% auto #0
@@ -155,6 +156,20 @@ class MindVideoPipeline(DiffusionPipeline):
             if tuple(latents.shape) != want: bad("latents", f"shape {want}", f"shape {tuple(latents.shape)}")
         if isinstance(generator, list) and len(generator) != batch:
             bad("generator", f"one torch.Generator or a list of {batch}", f"a list of {len(generator)}")
+
+    def enable_attention_slicing(self, slice_size:int|str|None="auto"):
+        "Slice the cross-attention and temporal attention (less memory, a little slower); the frame attention keeps its pattern."
+        from diffusers.models.attention_processor import SlicedAttnProcessor
+        from mindvideo.inflate import SparseCausalAttnProcessor
+        procs = self.unet.attn_processors
+        if slice_size == "auto": slice_size = 1
+        if slice_size is not None and (not isinstance(slice_size, int) or slice_size < 1):
+            raise InputError(f"slice_size: expected 'auto', None or an int >= 1, got {slice_size!r}")
+        # diffusers' own slicing would replace every processor, silently turning sparse-causal attention off
+        self.unet.set_attn_processor({k: p if isinstance(p, SparseCausalAttnProcessor) else
+                                      (SlicedAttnProcessor(slice_size) if slice_size else AttnProcessor2_0()) for k, p in procs.items()})
+
+    def disable_attention_slicing(self): self.enable_attention_slicing(None)
 
     def _latent_channels(self)->int:
         c = self.unet.config

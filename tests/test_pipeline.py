@@ -243,3 +243,18 @@ def test_score_clips_and_grid():
     with pytest.raises(InputError, match="pred, gt: expected equal shapes"): mp.score_clips(gt[:2], gt)
     fig = mp.recon_grid(gt, 255 - gt, ["a", "b", "c"], ncols=2)
     assert len(fig.axes) == 4; plt.close(fig)
+
+
+def test_attention_slicing_keeps_sparse_causal_frames(fmri):
+    from mindvideo.inflate import SparseCausalAttnProcessor
+    p = _tiny_pipe()
+    kw = dict(fmri=fmri, negative_fmri=fmri.mean(0), num_inference_steps=2, output_type="np")
+    ref = p(generator=_gen(1), **kw).frames
+    n_sparse = sum(isinstance(v, SparseCausalAttnProcessor) for v in p.unet.attn_processors.values())
+    p.enable_attention_slicing()
+    assert sum(isinstance(v, SparseCausalAttnProcessor) for v in p.unet.attn_processors.values()) == n_sparse > 0
+    np.testing.assert_allclose(p(generator=_gen(1), **kw).frames, ref, atol=1e-5)
+    p.disable_attention_slicing()
+    assert sum(isinstance(v, SparseCausalAttnProcessor) for v in p.unet.attn_processors.values()) == n_sparse
+    with pytest.raises(ValueError, match="slice_size"):
+        p.enable_attention_slicing(0)
