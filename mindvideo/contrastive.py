@@ -25,14 +25,15 @@ from .train import fit
 
 # %% auto #0
 __all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
-           'category_top1', 'fit_ridge', 'unique_targets', 'train_contrastive_model', 'embed_fmri', 'clip_arrays',
-           'init_head', 'contrastive_dir', 'train_contrastive', 'load_contrastive_encoder', 'load_clip_head']
+           'category_top1', 'fit_ridge', 'unique_targets', 'augment_windows', 'train_contrastive_model', 'embed_fmri',
+           'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive', 'load_contrastive_encoder',
+           'load_clip_head']
 
 # %% ../nbs/03_contrastive.ipynb #7099dd18
 def info_nce(z:torch.Tensor, # (B, P) L2-normalised fMRI embeddings
              t:torch.Tensor, # (B, P) L2-normalised target embeddings (image or text)
              logit_scale:torch.Tensor|float, # log of the inverse temperature (CLIP: log(1/0.07))
-             positives:torch.Tensor|None=None, # optional (B, B) bool: which pairs count as matches; diagonal if None
+             positives:torch.Tensor|None=None, # optional (B, B) bool or non-negative weights: which pairs count as matches; diagonal if None
             )->torch.Tensor:
     "Symmetric InfoNCE (CLIP loss) between `z` and `t`, with optional multi-positive soft targets."
     if z.ndim != 2 or z.shape != t.shape:
@@ -44,7 +45,7 @@ def info_nce(z:torch.Tensor, # (B, P) L2-normalised fMRI embeddings
         return 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y))
     pos = positives.to(z.dtype)
     if pos.shape != logits.shape or not bool((pos.diagonal() > 0).all()):
-        raise InputError(f"positives: expected a ({len(z)}, {len(z)}) matrix with a True diagonal, found shape {tuple(pos.shape)}")
+        raise InputError(f"positives: expected a ({len(z)}, {len(z)}) matrix with a positive diagonal, found shape {tuple(pos.shape)}")
     row = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     col = -(pos.T / pos.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
     return 0.5 * (row + col)
@@ -169,6 +170,32 @@ def _normalize(a, axis=-1):
     a = np.asarray(a, np.float64)
     return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
 
+# %% ../nbs/03_contrastive.ipynb #74fd16bb
+def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backbone features, with voxel_dropout = noise_std = 0)
+                    generator:torch.Generator, # source of every random draw (seeded: reproducible and resumable)
+                    noise_std:float=0.0, # std of added Gaussian noise (z-scored data: 1.0 = a voxel's own variance)
+                    voxel_dropout:float=0.0, # probability of zeroing a voxel in all frames of a window; survivors scaled by 1/(1-p)
+                    mixco:float=0.0, # probability that an item is mixed with another item of the batch (MixCo)
+                    beta:float=0.15, # mixing weights lambda ~ Beta(beta, beta)
+                   )->tuple:
+    "Augment a training batch: `(x_aug, mix)`, `mix` (B, B) = each augmented item's share of every original item (rows sum to 1)."
+    for name, v, hi in (("noise_std", noise_std, math.inf), ("voxel_dropout", voxel_dropout, 1.0), ("mixco", mixco, 1.0 + 1e-12)):
+        if not 0 <= v < hi: raise InputError(f"{name}: expected a value in [0, {hi:g}), found {v}")
+    if beta <= 0: raise InputError(f"beta: expected > 0, found {beta}")
+    B = len(x); mix = torch.eye(B, dtype=x.dtype)
+    if mixco > 0:
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        lam = torch.as_tensor(np.where(rng.random(B) < mixco, np.clip(rng.beta(beta, beta, B), 0.01, 1.0), 1.0), dtype=x.dtype)
+        other = torch.as_tensor(rng.permutation(B))
+        lx = lam.view(B, *[1] * (x.ndim - 1))
+        x = lx * x + (1 - lx) * x[other]
+        mix = torch.diag(lam) + (1 - lam)[:, None] * F.one_hot(other, B).to(x.dtype)
+    if voxel_dropout > 0:
+        keep = torch.rand((B, 1, *x.shape[2:]), generator=generator) >= voxel_dropout
+        x = x * keep.to(x.dtype) / (1 - voxel_dropout)
+    if noise_std > 0: x = x + noise_std * torch.randn(x.shape, generator=generator).to(x.dtype)
+    return x, mix
+
 # %% ../nbs/03_contrastive.ipynb #789c30af
 def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in place
                             fmri:np.ndarray, # (N, w, V) training windows
@@ -181,6 +208,9 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
                             checkpoint_every:int=1, # epochs between checkpoints
                             seed:int=0, # seed of the data order
                             head_epochs:int=0, # first train only the heads on frozen backbone features for this many epochs
+                            noise_std:float=0.0, # augmentation (full phase): Gaussian noise on the windows
+                            voxel_dropout:float=0.0, # augmentation (full phase): voxel dropout
+                            mixco:float=0.0, # augmentation (both phases): MixCo probability
                            )->dict:
     "Contrastive alignment with `fit` (optionally heads first); returns the history (loss, loss_image, loss_text, temperature, phase per step)."
     n = len(check_array(fmri, "fmri", ndim=3))
@@ -189,24 +219,28 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
     kw = dict(batch_size=min(batch_size, n), lr=lr, weight_decay=weight_decay, image_weight=image_weight,
               checkpoint_every=checkpoint_every, seed=seed)
     ck = lambda sub: None if ckpt_dir is None else Path(ckpt_dir)/sub
+    augment_windows(torch.zeros(2, 1, 1), torch.Generator(), noise_std, voxel_dropout, mixco)  # validate the settings up front
     hist = {}
     if head_epochs > 0:  # phase 1: heads only, on backbone features computed once
         heads = _HeadsOnly(model)
         feats = _backbone_features(model.encoder, fmri)
-        _append(hist, _fit_contrastive(heads, feats, image, text, head_epochs, ckpt_dir=ck("heads"), desc="contrastive (heads)", **kw), "heads")
+        _append(hist, _fit_contrastive(heads, feats, image, text, head_epochs, ckpt_dir=ck("heads"), desc="contrastive (heads)",
+                                       augment=dict(mixco=mixco), **kw), "heads")
     if epochs > 0:  # phase 2: everything
-        _append(hist, _fit_contrastive(model, fmri, image, text, epochs, ckpt_dir=ck("full"), desc="contrastive", **kw), "full")
+        _append(hist, _fit_contrastive(model, fmri, image, text, epochs, ckpt_dir=ck("full"), desc="contrastive",
+                                       augment=dict(noise_std=noise_std, voxel_dropout=voxel_dropout, mixco=mixco), **kw), "full")
     return hist
 
-def _fit_contrastive(model, x, image, text, epochs, batch_size, lr, weight_decay, image_weight, ckpt_dir, checkpoint_every, seed, desc):
+def _fit_contrastive(model, x, image, text, epochs, batch_size, lr, weight_decay, image_weight, ckpt_dir, checkpoint_every, seed, desc,
+                     augment=None):
     "One `fit` run of the contrastive loss; `model(x)` gives L2-normalised embeddings, `model.head.scale()` the temperature."
-    loader = _EpochBatches([torch.as_tensor(np.asarray(a, np.float32)) for a in (x, image, text)], batch_size, epochs, seed)
+    loader = _EpochBatches([torch.as_tensor(np.asarray(a, np.float32)) for a in (x, image, text)], batch_size, epochs, seed, augment)
     per_epoch = len(x) // batch_size
     def loss_fn(m, batch):
         dev = next(m.parameters()).device
-        xb, im, tx = (b.to(dev) for b in batch)
+        xb, im, tx, mix = (b.to(dev) for b in batch)
         z = m(xb); s = m.head.scale()
-        li, lt = info_nce(z, im, s, same_target(im)), info_nce(z, tx, s, same_target(tx))
+        li, lt = info_nce(z, im, s, mix @ same_target(im).to(mix.dtype)), info_nce(z, tx, s, mix @ same_target(tx).to(mix.dtype))
         return dict(loss=image_weight * li + (1 - image_weight) * lt, loss_image=li.detach(), loss_text=lt.detach(),
                     temperature=1 / s.detach().exp())
     return fit(model, loss_fn, loader, steps=len(loader), lr=lr, weight_decay=weight_decay, warmup=per_epoch,
@@ -234,17 +268,20 @@ def _backbone_features(encoder, fmri, batch_size:int=64)->np.ndarray:
     return torch.cat([encoder.encode_features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
 
 class _EpochBatches:
-    "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order seeded by (seed, epoch): a resumed run sees the same data."
-    def __init__(self, tensors, batch_size, epochs, seed):
-        self.tensors, self.bs, self.epochs, self.seed = tensors, batch_size, epochs, seed
+    "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order and augmentation seeded by (seed, epoch): a resumed run sees the same data."
+    def __init__(self, tensors, batch_size, epochs, seed, augment=None):
+        self.tensors, self.bs, self.epochs, self.seed, self.augment = tensors, batch_size, epochs, seed, dict(augment or {})
         self.per_epoch = len(tensors[0]) // batch_size
     def __len__(self): return self.epochs * self.per_epoch
     def __iter__(self):
         for e in range(self.epochs):
-            perm = torch.randperm(len(self.tensors[0]), generator=torch.Generator().manual_seed(self.seed * 100003 + e))
+            g = torch.Generator().manual_seed(self.seed * 100003 + e)
+            perm = torch.randperm(len(self.tensors[0]), generator=g)
             for b in range(self.per_epoch):
                 idx = perm[b * self.bs:(b + 1) * self.bs]
-                yield tuple(t[idx] for t in self.tensors)
+                x, *rest = (t[idx] for t in self.tensors)
+                x, mix = augment_windows(x, g, **self.augment)  # (x, identity) when every augmentation is off
+                yield (x, *rest, mix)
 
 @torch.no_grad()
 def embed_fmri(model:ContrastiveModel, # trained encoder + head
@@ -323,7 +360,7 @@ def train_contrastive(cfg:Preset|str, # preset (or its name)
             hist = train_contrastive_model(model, tr["fmri"], tr["image"], tr["text"], epochs=c.epochs, batch_size=c.batch_size,
                                            lr=c.lr, weight_decay=c.weight_decay, image_weight=c.image_weight,
                                            ckpt_dir=out/"train_state", checkpoint_every=c.checkpoint_every, seed=seed,
-                                           head_epochs=c.head_epochs)
+                                           head_epochs=c.head_epochs, noise_std=c.noise_std, voxel_dropout=c.voxel_dropout, mixco=c.mixco)
         # 4. save atomically; done.json marks the stage complete
         model.to("cpu")
         with atomic_path(out/"fmri_encoder", is_dir=True) as tmp: model.encoder.save_pretrained(tmp, safe_serialization=True)

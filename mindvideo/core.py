@@ -252,9 +252,12 @@ class ContrastiveConfig(_Section):
     image_weight: float = 0.5  # weight of fMRI-image vs fMRI-text InfoNCE
     checkpoint_every: int = 5  # epochs between resumable checkpoints
     head_epochs: int = 0  # epochs training only the projection heads on frozen backbone features, before `epochs` of full fine-tuning
+    noise_std: float = 0.0  # augmentation: Gaussian noise added to the z-scored training windows (full fine-tuning)
+    voxel_dropout: float = 0.0  # augmentation: probability of zeroing a voxel in all frames of a training window (full fine-tuning)
+    mixco: float = 0.0  # augmentation: probability of mixing a training window with another one, soft positives (MindEye's MixCo)
     def check(self, w):
         self._in(w, "epochs", lo=0); self._in(w, "lr", lo=0.0); self._in(w, "batch_size", lo=2); self._in(w, "checkpoint_every", lo=1)
-        self._in(w, "head_epochs", lo=0)
+        self._in(w, "head_epochs", lo=0); self._in(w, "noise_std", lo=0.0); self._in(w, "voxel_dropout", lo=0.0, hi=0.99); self._in(w, "mixco", lo=0.0, hi=1.0)
         self._in(w, "temperature_init", lo=1e-4, hi=10.0); self._in(w, "image_weight", lo=0.0, hi=1.0)
 
 # %% ../nbs/00_core.ipynb #833df98d
@@ -349,7 +352,7 @@ PRESETS:dict = {
         foundation=dict(clip_image_size=16, clip_width=32, clip_layers=1, clip_heads=2, clip_patch=8, clip_proj_dim=32,
                         text_max_len=12, clip_steps=10, vae_channels=(16, 16), vae_steps=10,
                         unet_channels=(16, 32), unet_heads=2, unet_steps=10, batch_size=8),
-        contrastive=dict(epochs=2, head_epochs=2, batch_size=16, lr=1e-3),
+        contrastive=dict(epochs=2, head_epochs=2, batch_size=16, lr=1e-3, voxel_dropout=0.1, noise_std=0.5, mixco=0.5),  # exercises the augmentations
         diffusion=dict(steps=4, batch_size=2, lr=1e-4, checkpoint_every=2, snapshots=2, snapshot_steps=4),
         guidance=dict(num_inference_steps=4, n_figure_clips=4, sweep_scales=(3.0, 12.5), sweep_samples=4, sweep_steps=4, long_frames=(6, 24)),
         eval=dict(n_trials=20, classifier_steps=10, max_test_samples=8, imagenet_size=64),
@@ -362,7 +365,7 @@ PRESETS:dict = {
         encoder=dict(out_tokens=8, out_dim=64),
         foundation=dict(text_max_len=24, clip_steps=800, vae_channels=(16, 32, 64), vae_steps=300,  # VAE factor 4: 8x8x4 latents
                         unet_channels=(64, 128), unet_steps=600, unet_lr=1e-3),
-        contrastive=dict(epochs=4, head_epochs=20, batch_size=64, lr=5e-4),  # ~2-5 min on 2 CPU cores
+        contrastive=dict(epochs=30, head_epochs=20, batch_size=64, lr=5e-4, voxel_dropout=0.2, image_weight=0.8),  # ~5 min on 2 CPU cores
         diffusion=dict(steps=500, batch_size=4, lr=2e-4, checkpoint_every=100),
         guidance=dict(num_inference_steps=50, n_figure_clips=6, sweep_scales=(4.0, 12.5, 20.0), sweep_samples=4, sweep_steps=25, long_frames=(6, 24)),
         eval=dict(n_trials=100, max_test_samples=48, imagenet_size=128),

@@ -30,7 +30,8 @@ __all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_to
            'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier', 'VideoClassifier',
            'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers', 'load_classifiers',
            'score_method', 'chance_scores', 'summarize_scores', 'Ridge', 'fit_ridge', 'ridge_pixels', 'encoder_tokens',
-           'generate_from_embeds', 'cached_videos', 'semantic_columns', 'markdown_table', 'ablation_table']
+           'generate_from_embeds', 'expected_fmri', 'cached_videos', 'semantic_columns', 'markdown_table',
+           'ablation_table']
 
 # %% ../nbs/06_eval.ipynb #7baaf413
 PROTOCOLS = ("release", "strict")
@@ -537,6 +538,20 @@ def generate_from_embeds(pipe, # a MindVideoPipeline
                  guidance=cfg.guidance.mode, latents=noise[i:i + batch_size], output_type="np")
         out.append(to_uint8(r.frames))
     return np.concatenate(out)
+
+# %% ../nbs/06_eval.ipynb #b2a9f372
+def expected_fmri(world, # a synthetic `mindvideo.data.World` (holds `signal_<split>` and `fmri_<split>`)
+                  split:str="test", # 'train' or 'test'
+                 )->np.ndarray:
+    "Stimulus-driven part of the measured fMRI: per voxel, `a_v * signal` with `a_v` the least-squares fit of the measured split on its noise-free signal; float32 (S, T, V)."
+    if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', got {split!r}")
+    sig = getattr(world, f"signal_{split}", None)
+    if sig is None:
+        raise InputError(f"world.signal_{split}: expected the noise-free signal of a synthetic world, found None (real data has no ground-truth signal)")
+    x = check_array(getattr(world, f"fmri_{split}"), f"world.fmri_{split}", ndim=3).astype(np.float64)
+    s = check_array(sig, f"world.signal_{split}", shape=x.shape).astype(np.float64)
+    a = (x * s).sum((0, 1)) / np.maximum((s * s).sum((0, 1)), 1e-12)
+    return (a * s).astype(np.float32)
 
 # %% ../nbs/06_eval.ipynb #a7ed55f5
 def cached_videos(path, # .npz file of the cache

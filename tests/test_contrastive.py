@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, category_top1, contrastive_loss, embed_fmri,
+from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, augment_windows, category_top1, contrastive_loss, embed_fmri,
                                    fit_ridge, info_nce, retrieval_topk, same_target, train_contrastive_model)
 from mindvideo.core import InputError
 
@@ -125,14 +125,15 @@ def test_trained_encoder_round_trips(tmp_path):
     np.testing.assert_allclose(embed_fmri(ContrastiveModel(enc, head), fmri[:5]), embed_fmri(model, fmri[:5]), atol=1e-6)
 
 
-def test_training_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("aug", [{}, dict(noise_std=0.5, voxel_dropout=0.2, mixco=0.5)], ids=["plain", "augmented"])
+def test_training_resumes_exactly(tmp_path, monkeypatch, aug):
     import mindvideo.contrastive as mc
     fmri, z = _toy_data(n=32)
     def run(ckpt, init_seed=0):
         torch.manual_seed(init_seed)
         m = ContrastiveModel(torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(64, 24), torch.nn.Unflatten(1, (3, 8))),
                              FMRIToCLIP(in_dim=8, proj_dim=4))
-        h = train_contrastive_model(m, fmri, z, z, epochs=4, batch_size=8, lr=1e-2, ckpt_dir=ckpt, checkpoint_every=1)
+        h = train_contrastive_model(m, fmri, z, z, epochs=4, batch_size=8, lr=1e-2, ckpt_dir=ckpt, checkpoint_every=1, **aug)
         return m, h
     full, h_full = run(None)
     calls, real = [], mc.info_nce
@@ -148,3 +149,30 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
     assert len(h["loss"]) == 16 and h["loss"][-1] < h["loss"][0]
     for a, b in zip(full.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_mixco_soft_positives_by_hand():
+    "A window mixed 0.7/0.3 from clips 0 and 1 has target distribution (0.7, 0.3) in its row of the fMRI->target term."
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]]); z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    mix = torch.tensor([[0.7, 0.3], [0.0, 1.0]])
+    s = math.log(2.0)  # inverse temperature 2
+    logits = 2.0 * (z @ t.T).numpy()
+    ls = lambda v: v - np.log(np.exp(v).sum())
+    row = -(0.7 * ls(logits[0])[0] + 0.3 * ls(logits[0])[1]) - ls(logits[1])[1]
+    pos_t = mix.T.numpy() / mix.T.numpy().sum(1, keepdims=True)  # target -> fMRI: column weights, normalised
+    col = -sum((pos_t[j] * ls(logits[:, j])).sum() for j in range(2))
+    want = 0.5 * (row / 2 + col / 2)
+    assert info_nce(z, t, s, mix @ same_target(t).float()).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_augment_windows_is_seeded_and_validated():
+    x = torch.randn(16, 2, 40)
+    a, ma = augment_windows(x, torch.Generator().manual_seed(3), noise_std=1.0, voxel_dropout=0.3, mixco=1.0)
+    b, mb = augment_windows(x, torch.Generator().manual_seed(3), noise_std=1.0, voxel_dropout=0.3, mixco=1.0)
+    torch.testing.assert_close(a, b); torch.testing.assert_close(ma, mb)
+    torch.testing.assert_close(ma.sum(1), torch.ones(16))
+    same, eye = augment_windows(x, torch.Generator())
+    assert torch.equal(same, x) and torch.equal(eye, torch.eye(16))
+    for bad in (dict(noise_std=-1.0), dict(voxel_dropout=1.0), dict(mixco=1.5)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            augment_windows(x, torch.Generator(), **bad)
