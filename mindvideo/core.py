@@ -487,12 +487,14 @@ ASSETS:dict = {
 def asset_dir(p:Preset, # the preset
               name:str, # one of ASSETS
              )->Path:
-    "Folder of a real-world asset: the preset's key if set, else <data_dir>/<default name>."
+    "Folder of a real-world asset: the preset's key if set, else <root>/<default name>, root = data.data_dir for model folders when set, else data_dir()."
     if name not in ASSETS: raise ConfigError(f"asset: expected one of {sorted(ASSETS)}, got {name!r}")
     key, default, _ = ASSETS[name]
     sec, attr = key.split(".")
     val = getattr(getattr(p, sec), attr)
-    return Path(val).expanduser() if val else data_dir()/default
+    if val: return Path(val).expanduser()
+    root = Path(p.data.data_dir).expanduser() if name != "wen2018" and p.data.data_dir else data_dir()
+    return root/default
 
 # %% ../nbs/00_core.ipynb #19182a38
 def git_commit(path=".")->str:

@@ -20,7 +20,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
-from .core import (ABLATIONS, ConfigError, InputError, Preset, atomic_path, check_array, data_dir, load_preset,
+from .core import (ABLATIONS, ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, load_preset,
                             record_output, stage_dir, write_json)
 from .train import fit
 
@@ -397,9 +397,8 @@ def load_classifiers(cfg:Preset|str, # preset (or its name)
     "The classifiers of a preset: ViT + VideoMAE (wen2018), or ImageNet EfficientNet + trained frame/video CNNs (synthetic)."
     cfg = load_preset(cfg); e = cfg.eval
     if cfg.data.source == "wen2018":
-        root = Path(cfg.data.data_dir).expanduser() if cfg.data.data_dir else data_dir()
-        return [videomae_classifier(e.videomae_path or root/"videomae-base-finetuned-kinetics", cfg.diffusion.num_frames, device),
-                vit_classifier(e.vit_path or root/"vit-base-patch16-224", device)]
+        return [videomae_classifier(asset_dir(cfg, "videomae"), cfg.diffusion.num_frames, device),  # the one folder rule of core.ASSETS
+                vit_classifier(asset_dir(cfg, "vit"), device)]
     d = train_classifiers(cfg, seed)
     return [trained_classifier(VideoClassifier.from_pretrained(d/"video"), "video-trained", device=device),
             imagenet_classifier(e.imagenet_size, device),

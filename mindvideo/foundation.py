@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, atomic_path, data_dir, load_preset, seed_everything,
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, load_preset, seed_everything,
                             stage_dir, write_json)
 from .train import fit
 
@@ -394,8 +394,7 @@ def load_foundation(cfg:Preset|str, # the preset (or its name)
     "The foundation models: local CLIP + SD v1-5 folders (wen2018), or stand-ins trained once and cached (synthetic)."
     cfg = load_preset(cfg); fc = cfg.foundation
     if cfg.data.source == "wen2018":
-        root = Path(cfg.data.data_dir).expanduser() if cfg.data.data_dir else data_dir()
-        fd = load_foundation_from(fc.clip_path or root/"clip-vit-large-patch14", fc.sd_path or root/"stable-diffusion-v1-5", device)
+        fd = load_foundation_from(asset_dir(cfg, "clip"), asset_dir(cfg, "sd"), device)  # the one folder rule of core.ASSETS
     else:
         out = foundation_dir(cfg, seed)
         with _stage_lock(out):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mindvideo.core import InputError, save_metrics
 from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
-                            clip_similarity, fit_ridge, markdown_table, max_n_way, n_way_top_k, random_logits, ridge_pixels,
+                            clip_similarity, expected_fmri, fit_ridge, markdown_table, max_n_way, n_way_top_k, random_logits, ridge_pixels,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
                             target_classes, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
 
@@ -255,3 +255,30 @@ def test_generate_from_embeds_pairs_noise_like_reconstruct():
     want = torch.cat([torch.randn((1, 4, 6, 4, 4), generator=g) for _ in range(5)])
     assert torch.equal(torch.cat([s[1] for s in seen]), want)  # the same noise per clip as mindvideo.pipeline.reconstruct
     assert [s[0][0] for s in seen] == [2, 2, 1] and all(s[2] == cfg.guidance.mode and s[3] for s in seen)
+
+
+# ---- the noise-free oracle's input ----------------------------------------------------------------------------------
+def test_expected_fmri_recovers_the_stimulus_driven_part():
+    from types import SimpleNamespace
+    rng = np.random.default_rng(0)
+    sig = rng.standard_normal((3, 80, 5)).astype(np.float32); gain = np.array([0.0, 0.2, 0.5, 0.8, 1.0])
+    noise = 0.3 * rng.standard_normal(sig.shape)
+    w = SimpleNamespace(signal_test=sig, fmri_test=(gain * sig + noise).astype(np.float32))
+    ex = expected_fmri(w, "test")
+    assert ex.shape == sig.shape and ex.dtype == np.float32
+    np.testing.assert_allclose(ex / np.where(sig == 0, 1, sig), np.broadcast_to(ex[0, 0] / sig[0, 0], sig.shape), rtol=1e-4)  # one gain per voxel
+    fitted = (ex * sig).sum((0, 1)) / (sig ** 2).sum((0, 1))
+    np.testing.assert_allclose(fitted, gain, atol=0.05)
+    # less noise than the measurement: closer to gain * signal than the measured data is
+    assert np.mean((ex - gain * sig) ** 2) < 0.1 * np.mean((w.fmri_test - gain * sig) ** 2)
+
+
+def test_expected_fmri_needs_a_synthetic_world():
+    from types import SimpleNamespace
+    x = np.zeros((1, 4, 3), np.float32)
+    with pytest.raises(InputError, match="noise-free signal"):
+        expected_fmri(SimpleNamespace(signal_test=None, fmri_test=x))
+    with pytest.raises(InputError, match="split"):
+        expected_fmri(SimpleNamespace(signal_val=x, fmri_val=x), "val")
+    with pytest.raises(InputError, match="signal_test"):
+        expected_fmri(SimpleNamespace(signal_test=np.zeros((1, 4, 2), np.float32), fmri_test=x))
