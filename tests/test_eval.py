@@ -1,7 +1,6 @@
 """mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP,
 classifiers (tiny ViT / VideoMAE saved in the Hugging Face layouts, EfficientNet-Lite0, trained CNNs), ridge baselines, tables."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -72,12 +71,13 @@ def test_vectorised_matches_the_release_loop():
         assert n_way_top_k(g, p, 5, 300, protocol=protocol).mean() == pytest.approx(loop, abs=0.03)
 
 
-def test_seeded_and_fast():
+def test_seeded():
+    "Same seed, same scores (its speed is measured in benchmarks/bench_metrics.py, not here)."
     rng = np.random.default_rng(0)
     g, p = rng.standard_normal((1200, 1000)), rng.standard_normal((1200, 1000))
-    t = time.time(); a = n_way_top_k(g, p, 50, 100, seed=5); dt = time.time() - t
-    assert dt < 5, f"1,200 clips x 100 trials took {dt:.1f} s"
+    a = n_way_top_k(g, p, 50, 100, seed=5)
     np.testing.assert_array_equal(a, n_way_top_k(g, p, 50, 100, seed=5))
+    assert not np.array_equal(a, n_way_top_k(g, p, 50, 100, seed=6))
 
 
 def test_bad_arguments():
