@@ -171,6 +171,12 @@ def _normalize(a, axis=-1):
     return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
 
 # %% ../nbs/03_contrastive.ipynb #74fd16bb
+def _check_augment(noise_std:float, voxel_dropout:float, mixco:float, beta:float=0.15):
+    "Raise `InputError` naming the first augmentation setting out of range."
+    for name, ok, want, v in (("noise_std", noise_std >= 0, ">= 0", noise_std), ("voxel_dropout", 0 <= voxel_dropout < 1, "in [0, 1)", voxel_dropout),
+                              ("mixco", 0 <= mixco <= 1, "in [0, 1]", mixco), ("beta", beta > 0, "> 0", beta)):
+        if not ok: raise InputError(f"{name}: expected a value {want}, found {v}")
+
 def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backbone features, with voxel_dropout = noise_std = 0)
                     generator:torch.Generator, # source of every random draw (seeded: reproducible and resumable)
                     noise_std:float=0.0, # std of added Gaussian noise (z-scored data: 1.0 = a voxel's own variance)
@@ -179,9 +185,7 @@ def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backb
                     beta:float=0.15, # mixing weights lambda ~ Beta(beta, beta)
                    )->tuple:
     "Augment a training batch: `(x_aug, mix)`, `mix` (B, B) = each augmented item's share of every original item (rows sum to 1)."
-    for name, v, hi in (("noise_std", noise_std, math.inf), ("voxel_dropout", voxel_dropout, 1.0), ("mixco", mixco, 1.0 + 1e-12)):
-        if not 0 <= v < hi: raise InputError(f"{name}: expected a value in [0, {hi:g}), found {v}")
-    if beta <= 0: raise InputError(f"beta: expected > 0, found {beta}")
+    _check_augment(noise_std, voxel_dropout, mixco, beta)
     B = len(x); mix = torch.eye(B, dtype=x.dtype)
     if mixco > 0:
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -219,7 +223,7 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
     kw = dict(batch_size=min(batch_size, n), lr=lr, weight_decay=weight_decay, image_weight=image_weight,
               checkpoint_every=checkpoint_every, seed=seed)
     ck = lambda sub: None if ckpt_dir is None else Path(ckpt_dir)/sub
-    augment_windows(torch.zeros(2, 1, 1), torch.Generator(), noise_std, voxel_dropout, mixco)  # validate the settings up front
+    _check_augment(noise_std, voxel_dropout, mixco)  # before any training, not at the first batch
     hist = {}
     if head_epochs > 0:  # phase 1: heads only, on backbone features computed once
         heads = _HeadsOnly(model)
