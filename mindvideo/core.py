@@ -459,19 +459,26 @@ def stage_dir(p:Preset, # the preset
     caller = inspect.currentframe().f_back.f_globals.get("__name__", "")
     return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(caller)])}"
 
-# the modules whose code shapes the cached stages of the method (data -> MAE -> foundation -> contrastive -> co-training -> sampling)
-_STAGE_MODULES = ("core", "train", "data", "mae", "foundation", "contrastive", "inflate", "pipeline")
+# the method's stages in pipeline order (data -> MAE -> foundation -> contrastive -> co-training -> sampling), and the helpers they all use
+_PIPELINE = ("data", "mae", "foundation", "contrastive", "inflate", "pipeline")
+_SHARED = ("core", "train")
+
+def _hashed_source(name:str, text:str)->str:
+    "The part of a module's source that can change artifacts: all of it, except core's cell of preset values (those enter the fingerprint itself)."
+    if name != "core": return text
+    return "\n# %% ".join(cell for cell in text.split("\n# %% ") if "PRESETS:dict = {" not in cell)
 
 @functools.lru_cache(maxsize=None)
 def code_version(caller:str="")->str:
-    "Hash of the pipeline's sources and of `caller`'s module: a code change invalidates the artifacts it could change."
+    "Hash of the sources that can change `caller`'s artifacts: the shared helpers, its own module and every pipeline module upstream of it (all of them for the modules after the pipeline, e.g. eval)."
     import mindvideo
     root = Path(mindvideo.__file__).parent
-    mods = set(_STAGE_MODULES) | ({caller.split(".")[-1]} if caller.startswith("mindvideo.") else set())
+    mod = caller.split(".")[-1] if caller.startswith("mindvideo.") else ""
+    upstream = _PIPELINE[:_PIPELINE.index(mod) + 1] if mod in _PIPELINE else _PIPELINE
     h = hashlib.sha256()
-    for name in sorted(mods):
+    for name in sorted(set(_SHARED) | set(upstream) | ({mod} if mod else set())):
         f = root/f"{name}.py"
-        if f.exists(): h.update(name.encode()); h.update(f.read_bytes())
+        if f.exists(): h.update(name.encode()); h.update(_hashed_source(name, f.read_text()).encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/00_core.ipynb #eaf3c46d
