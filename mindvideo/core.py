@@ -456,8 +456,14 @@ def stage_dir(p:Preset, # the preset
               seed:int=0, # seed of the run
              )->Path:
     "Cache folder of one stage's artifacts: <cache>/<stage>/<hash of sections, seed and the code that makes it>."
-    caller = inspect.currentframe().f_back.f_globals.get("__name__", "")
-    return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(caller)])}"
+    maker = _STAGE_MAKERS.get(stage) or inspect.currentframe().f_back.f_globals.get("__name__", "")  # unknown stage: the caller's module
+    return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker)])}"
+
+# which module makes each cached stage: the folder of a stage is the same whoever asks for it (the stage itself, a test, a notebook)
+_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.data", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
+                 "clip_targets": "mindvideo.contrastive", "contrastive": "mindvideo.contrastive", "cotrain": "mindvideo.inflate",
+                 "recon": "mindvideo.pipeline", "eval_classifiers": "mindvideo.eval", "eval_baselines": "mindvideo.eval",
+                 "interpret": "mindvideo.interpret"}
 
 # the method's stages in pipeline order (data -> MAE -> foundation -> contrastive -> co-training -> sampling), and the helpers they all use
 _PIPELINE = ("data", "mae", "foundation", "contrastive", "inflate", "pipeline")
