@@ -364,7 +364,7 @@ PRESETS:dict = {
                  batch_size=64, epochs=4, warmup_epochs=1, checkpoint_every=1, lr=1e-3, holdout_subjects=4),  # ~720 steps: minutes on CPU
         encoder=dict(out_tokens=8, out_dim=64),
         foundation=dict(text_max_len=24, clip_steps=800, vae_channels=(16, 32, 64), vae_steps=1000,  # VAE factor 4: 8x8x4 latents
-                        unet_channels=(64, 128), unet_steps=4000, unet_lr=1e-3),  # ~4000 steps before its samples show the caption's shape
+                        unet_channels=(64, 128), unet_steps=4000, unet_lr=1e-3),  # at 600 steps its samples lost the caption's shape (02b prose)
         contrastive=dict(epochs=20, head_epochs=20, batch_size=64, lr=5e-4, voxel_dropout=0.2, image_weight=0.8),  # ~8 min on 2 CPU cores
         diffusion=dict(steps=800, batch_size=4, lr=2e-4, checkpoint_every=100),
         guidance=dict(num_inference_steps=50, n_figure_clips=6, sweep_scales=(4.0, 12.5, 20.0), sweep_samples=4, sweep_steps=25, long_frames=(6, 24)),
