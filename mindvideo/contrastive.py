@@ -25,8 +25,8 @@ from .train import fit
 
 # %% auto #0
 __all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
-           'category_top1', 'fit_ridge', 'unique_targets', 'augment_windows', 'train_contrastive_model', 'embed_fmri',
-           'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive', 'load_contrastive_encoder',
+           'category_top1', 'fit_ridge', 'unique_targets', 'augment_windows', 'drop_tokens', 'train_contrastive_model',
+           'embed_fmri', 'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive', 'load_contrastive_encoder',
            'load_clip_head']
 
 # %% ../nbs/03_contrastive.ipynb #7099dd18
@@ -97,8 +97,10 @@ class ContrastiveModel(torch.nn.Module):
     def __init__(self, encoder:torch.nn.Module, head:FMRIToCLIP):
         super().__init__()
         self.encoder, self.head = encoder, head
-    def forward(self, fmri:torch.Tensor)->torch.Tensor:
-        return self.head(self.encoder(fmri))
+    def forward(self, fmri:torch.Tensor, # (B, w, V) windows
+                keep_tokens:torch.Tensor|None=None, # (B, K) patches each window keeps (token dropout, training only); None = all
+               )->torch.Tensor:
+        return self.head(self.encoder(fmri) if keep_tokens is None else self.encoder(fmri, keep_tokens=keep_tokens))
 
 # %% ../nbs/03_contrastive.ipynb #be838d40
 @torch.no_grad()
@@ -171,10 +173,11 @@ def _normalize(a, axis=-1):
     return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
 
 # %% ../nbs/03_contrastive.ipynb #74fd16bb
-def _check_augment(noise_std:float, voxel_dropout:float, mixco:float, beta:float=0.15):
+def _check_augment(noise_std:float, voxel_dropout:float, mixco:float, beta:float=0.15, token_dropout:float=0.0):
     "Raise `InputError` naming the first augmentation setting out of range."
     for name, ok, want, v in (("noise_std", noise_std >= 0, ">= 0", noise_std), ("voxel_dropout", 0 <= voxel_dropout < 1, "in [0, 1)", voxel_dropout),
-                              ("mixco", 0 <= mixco <= 1, "in [0, 1]", mixco), ("beta", beta > 0, "> 0", beta)):
+                              ("mixco", 0 <= mixco <= 1, "in [0, 1]", mixco), ("beta", beta > 0, "> 0", beta),
+                              ("token_dropout", 0 <= token_dropout < 1, "in [0, 1)", token_dropout)):
         if not ok: raise InputError(f"{name}: expected a value {want}, found {v}")
 
 def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backbone features, with voxel_dropout = noise_std = 0)
@@ -200,6 +203,16 @@ def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backb
     if noise_std > 0: x = x + noise_std * torch.randn(x.shape, generator=generator).to(x.dtype)
     return x, mix
 
+def drop_tokens(batch_size:int, # windows in the batch
+                num_patches:int, # patch tokens per frame, L
+                token_dropout:float, # fraction of the L patches each window drops, in [0, 1)
+                generator:torch.Generator, # source of the draws (seeded: reproducible and resumable)
+               )->torch.Tensor:
+    "Sorted patch indices (B, K) that each window keeps, K = round(L (1 - p)) (at least 1): `keep_tokens` of `FMRIEncoder`."
+    _check_augment(0.0, 0.0, 0.0, token_dropout=token_dropout)
+    K = max(1, int(round(num_patches * (1 - token_dropout))))
+    return torch.stack([torch.randperm(num_patches, generator=generator)[:K].sort().values for _ in range(batch_size)])
+
 # %% ../nbs/03_contrastive.ipynb #789c30af
 def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in place
                             fmri:np.ndarray, # (N, w, V) training windows
@@ -215,6 +228,7 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
                             noise_std:float=0.0, # augmentation (full phase): Gaussian noise on the windows
                             voxel_dropout:float=0.0, # augmentation (full phase): voxel dropout
                             mixco:float=0.0, # augmentation (both phases): MixCo probability
+                            token_dropout:float=0.0, # augmentation (full phase): fraction of patch tokens each window drops
                            )->dict:
     "Contrastive alignment with `fit` (optionally heads first); returns the history (loss, loss_image, loss_text, temperature, phase per step)."
     n = len(check_array(fmri, "fmri", ndim=3))
@@ -223,7 +237,9 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
     kw = dict(batch_size=min(batch_size, n), lr=lr, weight_decay=weight_decay, image_weight=image_weight,
               checkpoint_every=checkpoint_every, seed=seed)
     ck = lambda sub: None if ckpt_dir is None else Path(ckpt_dir)/sub
-    _check_augment(noise_std, voxel_dropout, mixco)  # before any training, not at the first batch
+    _check_augment(noise_std, voxel_dropout, mixco, token_dropout=token_dropout)  # before any training, not at the first batch
+    L = getattr(model.encoder, "num_patches", None)
+    if token_dropout > 0 and L is None: raise InputError("model.encoder: token_dropout > 0 needs an FMRIEncoder (patch tokens and `keep_tokens`)")
     hist = {}
     if head_epochs > 0:  # phase 1: heads only, on backbone features computed once
         heads = _HeadsOnly(model)
@@ -232,18 +248,19 @@ def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in
                                        augment=dict(mixco=mixco), **kw), "heads")
     if epochs > 0:  # phase 2: everything
         _append(hist, _fit_contrastive(model, fmri, image, text, epochs, ckpt_dir=ck("full"), desc="contrastive",
-                                       augment=dict(noise_std=noise_std, voxel_dropout=voxel_dropout, mixco=mixco), **kw), "full")
+                                       augment=dict(noise_std=noise_std, voxel_dropout=voxel_dropout, mixco=mixco),
+                                       tokens=(L, token_dropout) if token_dropout > 0 else None, **kw), "full")
     return hist
 
 def _fit_contrastive(model, x, image, text, epochs, batch_size, lr, weight_decay, image_weight, ckpt_dir, checkpoint_every, seed, desc,
-                     augment=None):
+                     augment=None, tokens=None):
     "One `fit` run of the contrastive loss; `model(x)` gives L2-normalised embeddings, `model.head.scale()` the temperature."
-    loader = _EpochBatches([torch.as_tensor(np.asarray(a, np.float32)) for a in (x, image, text)], batch_size, epochs, seed, augment)
+    loader = _EpochBatches([torch.as_tensor(np.asarray(a, np.float32)) for a in (x, image, text)], batch_size, epochs, seed, augment, tokens)
     per_epoch = len(x) // batch_size
     def loss_fn(m, batch):
         dev = next(m.parameters()).device
-        xb, im, tx, mix = (b.to(dev) for b in batch)
-        z = m(xb); s = m.head.scale()
+        xb, im, tx, mix, *keep = (b.to(dev) for b in batch)
+        z = m(xb, keep_tokens=keep[0]) if keep else m(xb); s = m.head.scale()
         li, lt = info_nce(z, im, s, mix @ same_target(im).to(mix.dtype)), info_nce(z, tx, s, mix @ same_target(tx).to(mix.dtype))
         return dict(loss=image_weight * li + (1 - image_weight) * lt, loss_image=li.detach(), loss_text=lt.detach(),
                     temperature=1 / s.detach().exp())
@@ -272,9 +289,10 @@ def _backbone_features(encoder, fmri, batch_size:int=64)->np.ndarray:
     return torch.cat([encoder.encode_features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
 
 class _EpochBatches:
-    "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order and augmentation seeded by (seed, epoch): a resumed run sees the same data."
-    def __init__(self, tensors, batch_size, epochs, seed, augment=None):
+    "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order and augmentation seeded by (seed, epoch): a resumed run sees the same data; with `tokens` = (L, p), each batch also carries the kept patches."
+    def __init__(self, tensors, batch_size, epochs, seed, augment=None, tokens=None):
         self.tensors, self.bs, self.epochs, self.seed, self.augment = tensors, batch_size, epochs, seed, dict(augment or {})
+        self.tokens = tokens
         self.per_epoch = len(tensors[0]) // batch_size
     def __len__(self): return self.epochs * self.per_epoch
     def __iter__(self):
@@ -285,7 +303,7 @@ class _EpochBatches:
                 idx = perm[b * self.bs:(b + 1) * self.bs]
                 x, *rest = (t[idx] for t in self.tensors)
                 x, mix = augment_windows(x, g, **self.augment)  # (x, identity) when every augmentation is off
-                yield (x, *rest, mix)
+                yield (x, *rest, mix) if self.tokens is None else (x, *rest, mix, drop_tokens(len(x), *self.tokens, g))
 
 @torch.no_grad()
 def embed_fmri(model:ContrastiveModel, # trained encoder + head
@@ -364,7 +382,8 @@ def train_contrastive(cfg:Preset|str, # preset (or its name)
             hist = train_contrastive_model(model, tr["fmri"], tr["image"], tr["text"], epochs=c.epochs, batch_size=c.batch_size,
                                            lr=c.lr, weight_decay=c.weight_decay, image_weight=c.image_weight,
                                            ckpt_dir=out/"train_state", checkpoint_every=c.checkpoint_every, seed=seed,
-                                           head_epochs=c.head_epochs, noise_std=c.noise_std, voxel_dropout=c.voxel_dropout, mixco=c.mixco)
+                                           head_epochs=c.head_epochs, noise_std=c.noise_std, voxel_dropout=c.voxel_dropout, mixco=c.mixco,
+                                           token_dropout=c.token_dropout)
         # 4. save atomically; done.json marks the stage complete
         model.to("cpu")
         with atomic_path(out/"fmri_encoder", is_dir=True) as tmp: model.encoder.save_pretrained(tmp, safe_serialization=True)

@@ -303,27 +303,44 @@ class FMRIEncoder(ModelMixin, ConfigMixin):
         if fmri.ndim != 3 or fmri.shape[1] != c.window_size or fmri.shape[2] != c.num_voxels:
             raise InputError(f"fmri: expected shape (batch, window_size={c.window_size}, num_voxels={c.num_voxels}), found {tuple(fmri.shape)}")
 
-    def _backbone(self, fmri, return_attn=False):
+    def _check_keep(self, keep, B):
+        L = self.num_patches
+        if keep.ndim != 2 or keep.shape[0] != B or not 1 <= keep.shape[1] <= L or keep.dtype not in (torch.int32, torch.int64):
+            raise InputError(f"keep_tokens: expected an integer tensor (batch={B}, K) with 1 <= K <= num_patches={L}, found {keep.dtype} {tuple(keep.shape)}")
+        if int(keep.min()) < 0 or int(keep.max()) >= L:
+            raise InputError(f"keep_tokens: expected patch indices in [0, {L}), found values in [{int(keep.min())}, {int(keep.max())}]")
+
+    def _backbone(self, fmri, return_attn=False, keep_tokens=None):
         self._check(fmri)
         B, w, V = fmri.shape; L = self.num_patches
         x = self.patch_embed(fmri.reshape(B * w, V)) + self.pos_embed[:, 1:]
+        if keep_tokens is not None:  # token dropout: the backbone sees only the kept patches, the same ones in every frame
+            self._check_keep(keep_tokens, B)
+            idx = keep_tokens.to(x.device).repeat_interleave(w, 0)[..., None].expand(-1, -1, x.shape[-1])
+            x = x.gather(1, idx)
         attns = []
         for blk in self.blocks:
             x, (sp, tp) = blk(x, window_size=w, return_attn=return_attn)
             if return_attn:
                 attns.append(dict(spatial=sp.reshape(B, w, *sp.shape[1:]),
-                                  temporal=None if tp is None else tp.reshape(B, L, *tp.shape[1:])))
-        return self.norm(x).reshape(B, w * L, -1), attns
+                                  temporal=None if tp is None else tp.reshape(B, x.shape[1], *tp.shape[1:])))
+        x = self.norm(x)
+        if keep_tokens is not None:  # dropped patches enter the head as zeros, kept ones scaled by L/K (inverted dropout)
+            x = x.new_zeros(B * w, L, x.shape[-1]).scatter(1, idx, x * (L / idx.shape[1]))
+        return x.reshape(B, w * L, -1), attns
 
-    def encode_features(self, fmri:torch.Tensor)->torch.Tensor:
+    def encode_features(self, fmri:torch.Tensor, # (B, w, V_pad) windows of fMRI frames
+                        keep_tokens:torch.Tensor|None=None, # (B, K) patch indices each window keeps (token dropout); None = all
+                       )->torch.Tensor:
         "Pre-head features (B, w*L, embed_dim), frame-major."
-        return self._backbone(fmri)[0]
+        return self._backbone(fmri, keep_tokens=keep_tokens)[0]
 
     def forward(self, fmri:torch.Tensor, # (B, w, V_pad) windows of fMRI frames
                 output_attentions:bool=False, # also return per-layer attention maps
+                keep_tokens:torch.Tensor|None=None, # (B, K) patch indices each window keeps (token dropout, for training); None = all
                ):
         "Conditioning tokens (B, out_tokens, out_dim); with `output_attentions`, `(tokens, attns)`."
-        feats, attns = self._backbone(fmri, output_attentions)
+        feats, attns = self._backbone(fmri, output_attentions, keep_tokens)
         tokens = self.proj_head(feats)
         return (tokens, attns) if output_attentions else tokens
 

@@ -125,14 +125,18 @@ def test_trained_encoder_round_trips(tmp_path):
     np.testing.assert_allclose(embed_fmri(ContrastiveModel(enc, head), fmri[:5]), embed_fmri(model, fmri[:5]), atol=1e-6)
 
 
-@pytest.mark.parametrize("aug", [{}, dict(noise_std=0.5, voxel_dropout=0.2, mixco=0.5)], ids=["plain", "augmented"])
-def test_training_resumes_exactly(tmp_path, monkeypatch, aug):
+def _linear_encoder(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(64, 24), torch.nn.Unflatten(1, (3, 8)))
+
+
+@pytest.mark.parametrize("aug,make", [({}, _linear_encoder), (dict(noise_std=0.5, voxel_dropout=0.2, mixco=0.5), _linear_encoder),
+                                      (dict(token_dropout=0.5), _tiny_encoder)], ids=["plain", "augmented", "token_dropout"])
+def test_training_resumes_exactly(tmp_path, monkeypatch, aug, make):
     import mindvideo.contrastive as mc
     fmri, z = _toy_data(n=32)
     def run(ckpt, init_seed=0):
-        torch.manual_seed(init_seed)
-        m = ContrastiveModel(torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(64, 24), torch.nn.Unflatten(1, (3, 8))),
-                             FMRIToCLIP(in_dim=8, proj_dim=4))
+        m = ContrastiveModel(make(init_seed), FMRIToCLIP(in_dim=8, proj_dim=4))
         h = train_contrastive_model(m, fmri, z, z, epochs=4, batch_size=8, lr=1e-2, ckpt_dir=ckpt, checkpoint_every=1, **aug)
         return m, h
     full, h_full = run(None)
@@ -176,3 +180,11 @@ def test_augment_windows_is_seeded_and_validated():
     for bad in (dict(noise_std=-1.0), dict(voxel_dropout=1.0), dict(mixco=1.5)):
         with pytest.raises(InputError, match=next(iter(bad))):
             augment_windows(x, torch.Generator(), **bad)
+
+
+def test_token_dropout_needs_patch_tokens_and_a_valid_fraction():
+    fmri, z = _toy_data(n=16)
+    with pytest.raises(InputError, match="token_dropout > 0 needs an FMRIEncoder"):
+        train_contrastive_model(ContrastiveModel(_linear_encoder(), FMRIToCLIP(in_dim=8, proj_dim=4)), fmri, z, z, epochs=1, token_dropout=0.5)
+    with pytest.raises(InputError, match=r"token_dropout: expected a value in \[0, 1\)"):
+        train_contrastive_model(ContrastiveModel(_tiny_encoder(), FMRIToCLIP(in_dim=8, proj_dim=4)), fmri, z, z, epochs=1, token_dropout=1.0)
