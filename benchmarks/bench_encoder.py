@@ -1,6 +1,6 @@
 """Training throughput of mindvideo's spatiotemporal FMRIEncoder (samples/s), at the quick and paper sizes.
 
-Usage:  python benchmarks/bench_encoder.py [--device cpu|cuda|auto] [--sizes quick,paper] [--batch N] [--steps N]
+Usage:  python benchmarks/bench_encoder.py [--device cpu|cuda|auto] [--sizes quick,paper] [--batch N] [--steps N] [--token-dropout P]
 
 Each size runs `--warmup` untimed steps, then `--steps` timed optimiser steps (AdamW, MSE to a random target) on
 random fMRI windows (B, w, V_pad). The paper size is the release's encoder: embed 1024, depth 24, 16 heads,
@@ -9,15 +9,20 @@ On a 2-core CPU the paper size takes tens of seconds per step, so by default it 
 (the first step includes allocator warm-up: read its number as a lower bound); the whole default run takes ~1-2 min.
 Measured (this repo, Nov 2026): H100, --device cuda: quick 3,900 samples/s (batch 64), paper 27 samples/s (batch 2);
 shared 2-core CPU under load: quick ~8 samples/s, paper ~0.03 samples/s (65 s/step, batch 2).
+Each size is also timed with token dropout (`--token-dropout`, default 0.75: the backbone sees a quarter of the patches,
+as the quick contrastive stage trains), side by side in the same run, and the speed-up is printed.
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+import numpy as np
 import torch
 
+from mindvideo.contrastive import drop_tokens
 from mindvideo.core import get_device, load_preset
+from mindvideo.data import pad_to_patch_size
 from mindvideo.mae import FMRIEncoder
 
 
@@ -27,22 +32,23 @@ def _sizes(name: str) -> dict:
         return dict(kw=dict(num_voxels=3744, patch_size=16, embed_dim=1024, depth=24, num_heads=16, mlp_ratio=1.0,
                             window_size=2, temporal_attention=True, out_tokens=77, out_dim=768), batch=2)
     cfg = load_preset(name)
-    V = cfg.data.n_voxels + (-cfg.data.n_voxels) % cfg.data.patch_size
+    V = pad_to_patch_size(np.zeros((1, cfg.data.n_voxels)), cfg.data.patch_size).shape[-1]  # as the data are padded (always 1..patch voxels)
     return dict(kw=dict(num_voxels=V, patch_size=cfg.data.patch_size, embed_dim=cfg.mae.embed_dim, depth=cfg.mae.depth,
                         num_heads=cfg.mae.num_heads, mlp_ratio=cfg.mae.mlp_ratio, window_size=cfg.data.window_size,
                         temporal_attention=cfg.encoder.temporal_attention, out_tokens=cfg.encoder.out_tokens,
                         out_dim=cfg.encoder.out_dim), batch=cfg.contrastive.batch_size)
 
 
-def bench(kw: dict, batch: int, steps: int, warmup: int, device: str) -> dict:
-    "Time `steps` training steps of an FMRIEncoder built from `kw`; returns samples/s and s/step."
+def bench(kw: dict, batch: int, steps: int, warmup: int, device: str, token_dropout: float = 0.0) -> dict:
+    "Time `steps` training steps of an FMRIEncoder built from `kw` (keeping 1 - `token_dropout` of the patches); returns samples/s and s/step."
     torch.manual_seed(0)
     model = FMRIEncoder(**kw).to(device).train()
+    keep = drop_tokens(batch, model.num_patches, token_dropout, torch.Generator().manual_seed(0)).to(device) if token_dropout > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, kw["window_size"], kw["num_voxels"], device=device)
     y = torch.randn(batch, kw["out_tokens"], kw["out_dim"], device=device)
     def step():
-        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss = torch.nn.functional.mse_loss(model(x, keep_tokens=keep), y)
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     for _ in range(warmup): step()
     if device.startswith("cuda"): torch.cuda.synchronize()
@@ -61,19 +67,24 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default on CPU: 3, paper size 1; on GPU: 20)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1; 0 for the paper size on CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--token-dropout", type=float, default=0.75, help="fraction of patches dropped in the second timing of each size (0 = skip it)")
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     device = get_device(a.device)
     print(f"device {device} | torch {torch.__version__} | CPU threads {torch.get_num_threads()}")
-    print(f"{'size':>6} {'params':>9} {'V_pad':>6} {'w':>2} {'batch':>5} {'steps':>5} {'s/step':>8} {'samples/s':>10}")
+    print(f"{'size':>6} {'params':>9} {'V_pad':>6} {'w':>2} {'batch':>5} {'steps':>5} {'tok.drop':>8} {'s/step':>8} {'samples/s':>10}")
     for name in a.sizes.split(","):
         s = _sizes(name.strip()); batch = a.batch or s["batch"]
         cpu_paper = device == "cpu" and name == "paper"
         steps = a.steps or (20 if device != "cpu" else (1 if cpu_paper else 3))
         warmup = a.warmup if a.warmup is not None else (0 if cpu_paper else 1)
-        r = bench(s["kw"], batch, steps, warmup, device)
-        print(f"{name:>6} {r['params_M']:>8.1f}M {s['kw']['num_voxels']:>6} {s['kw']['window_size']:>2} {batch:>5} {steps:>5} "
-              f"{r['s_per_step']:>8.3f} {r['samples_per_s']:>10.2f}", flush=True)
+        res = {}
+        for p in [0.0] + ([a.token_dropout] if a.token_dropout > 0 else []):
+            r = res[p] = bench(s["kw"], batch, steps, warmup, device, token_dropout=p)
+            print(f"{name:>6} {r['params_M']:>8.1f}M {s['kw']['num_voxels']:>6} {s['kw']['window_size']:>2} {batch:>5} {steps:>5} "
+                  f"{p:>8.2f} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.2f}", flush=True)
+        if len(res) == 2:
+            print(f"{name:>6} token dropout {a.token_dropout:.2f}: {res[0.0]['s_per_step'] / res[a.token_dropout]['s_per_step']:.2f}x faster per step", flush=True)
 
 
 if __name__ == "__main__":
