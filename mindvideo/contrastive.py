@@ -173,7 +173,7 @@ def _normalize(a, axis=-1):
     return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
 
 # %% ../nbs/03_contrastive.ipynb #74fd16bb
-def _check_augment(noise_std:float, voxel_dropout:float, mixco:float, beta:float=0.15, token_dropout:float=0.0):
+def _check_augment(noise_std:float=0.0, voxel_dropout:float=0.0, mixco:float=0.0, beta:float=0.15, token_dropout:float=0.0):
     "Raise `InputError` naming the first augmentation setting out of range."
     for name, ok, want, v in (("noise_std", noise_std >= 0, ">= 0", noise_std), ("voxel_dropout", 0 <= voxel_dropout < 1, "in [0, 1)", voxel_dropout),
                               ("mixco", 0 <= mixco <= 1, "in [0, 1]", mixco), ("beta", beta > 0, "> 0", beta),
@@ -209,7 +209,7 @@ def drop_tokens(batch_size:int, # windows in the batch
                 generator:torch.Generator, # source of the draws (seeded: reproducible and resumable)
                )->torch.Tensor:
     "Sorted patch indices (B, K) that each window keeps, K = round(L (1 - p)) (at least 1): `keep_tokens` of `FMRIEncoder`."
-    _check_augment(0.0, 0.0, 0.0, token_dropout=token_dropout)
+    _check_augment(token_dropout=token_dropout)
     K = max(1, int(round(num_patches * (1 - token_dropout))))
     return torch.stack([torch.randperm(num_patches, generator=generator)[:K].sort().values for _ in range(batch_size)])
 
