@@ -285,8 +285,8 @@ class _HeadsOnly(torch.nn.Module):
 @torch.no_grad()
 def _backbone_features(encoder, fmri, batch_size:int=64)->np.ndarray:
     "Pre-head features (N, w*L, D) of all windows, float32."
-    encoder.eval(); x = torch.as_tensor(np.asarray(fmri, np.float32))
-    return torch.cat([encoder.encode_features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
+    encoder.eval(); x = torch.as_tensor(np.asarray(fmri, np.float32)); dev = next(encoder.parameters()).device
+    return torch.cat([encoder.encode_features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
 
 class _EpochBatches:
     "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order and augmentation seeded by (seed, epoch): a resumed run sees the same data; with `tokens` = (L, p), each batch also carries the kept patches."

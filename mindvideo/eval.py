@@ -346,8 +346,9 @@ def train_classifier(model:nn.Module, # FrameClassifier or VideoClassifier, trai
         i = batch[0]
         clip = vt[i].permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, F, 3, H, W)
         x = clip if is_video else clip[torch.arange(len(i)), torch.randint(0, clip.shape[1], (len(i),), generator=g)]
-        logits = m(_augment(x, g))
-        return dict(loss=F.cross_entropy(logits, yt[i]), acc=(logits.argmax(-1) == yt[i]).float().mean())
+        dev = next(m.parameters()).device  # augment on the CPU (same draws on any device), then move to the model's
+        logits = m(_augment(x, g).to(dev)); y_i = yt[i].to(dev)
+        return dict(loss=F.cross_entropy(logits, y_i), acc=(logits.argmax(-1) == y_i).float().mean())
     return fit(model, loss_fn, loader, steps, lr=lr, weight_decay=1e-4, warmup=min(20, steps // 10), ckpt_dir=ckpt_dir,
                checkpoint_every=max(steps // 2, 1), desc=f"train {type(model).__name__}", seed=seed)
 

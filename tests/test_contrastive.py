@@ -116,6 +116,7 @@ def test_trained_encoder_round_trips(tmp_path):
         if n in backbone: torch.testing.assert_close(p, backbone[n])
     hist = train_contrastive_model(model, fmri, z, z, epochs=3, batch_size=16, lr=1e-3)
     assert len(hist["loss"]) == 9 and np.isfinite(hist["loss"]).all()
+    model.cpu()  # fit leaves the model on the accelerator's device (a GPU where there is one)
     model.encoder.save_pretrained(tmp_path / "fmri_encoder", safe_serialization=True)
     model.head.save_pretrained(tmp_path / "clip_head", safe_serialization=True)
     enc = FMRIEncoder.from_pretrained(tmp_path / "fmri_encoder").eval()
