@@ -282,3 +282,23 @@ def test_expected_fmri_needs_a_synthetic_world():
         expected_fmri(SimpleNamespace(signal_val=x, fmri_val=x), "val")
     with pytest.raises(InputError, match="signal_test"):
         expected_fmri(SimpleNamespace(signal_test=np.zeros((1, 4, 2), np.float32), fmri_test=x))
+
+
+def test_noise_free_windows_refuses_real_data():
+    from mindvideo.core import load_preset
+    from mindvideo.eval import noise_free_windows
+    with pytest.raises(InputError, match=r"data\.source.*synthetic.*'wen2018'"):
+        noise_free_windows(load_preset("wen2018_smoke"))
+
+
+# ---- paired comparison of two methods --------------------------------------------------------------------------------
+def test_paired_margin_hand_computed():
+    from mindvideo.eval import paired_margin
+    m, se = paired_margin([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0])  # differences 1, 0, 0, 1
+    assert m == pytest.approx(0.5) and se == pytest.approx(np.std([1, 0, 0, 1], ddof=1) / 2)
+    m, se = paired_margin([0.5, np.nan], [0.25, 0.0])  # one clip left: no standard error
+    assert m == pytest.approx(0.25) and np.isnan(se)
+    with pytest.raises(InputError, match="per-clip scores"):
+        paired_margin(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(InputError, match="found none"):
+        paired_margin([np.nan], [1.0])
