@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .core import (InputError, Preset, atomic_path, check_array, load_npy, load_preset, seed_everything,
                             stage_dir, write_json)
-from .train import fit
+from .train import fit, predict_batches
 
 # %% auto #0
 __all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
@@ -282,11 +282,10 @@ class _HeadsOnly(torch.nn.Module):
         self.proj_head, self.head = model.encoder.proj_head, model.head
     def forward(self, feats): return self.head(self.proj_head(feats))
 
-@torch.no_grad()
 def _backbone_features(encoder, fmri, batch_size:int=64)->np.ndarray:
     "Pre-head features (N, w*L, D) of all windows, float32."
-    encoder.eval(); x = torch.as_tensor(np.asarray(fmri, np.float32)); dev = next(encoder.parameters()).device
-    return torch.cat([encoder.encode_features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
+    encoder.eval()
+    return predict_batches(encoder.encode_features, encoder, fmri, batch_size)
 
 class _EpochBatches:
     "All batches of a run, `epochs` shuffled passes with drop_last, each pass's order and augmentation seeded by (seed, epoch): a resumed run sees the same data; with `tokens` = (L, p), each batch also carries the kept patches."
@@ -305,15 +304,13 @@ class _EpochBatches:
                 x, mix = augment_windows(x, g, **self.augment)  # (x, identity) when every augmentation is off
                 yield (x, *rest, mix) if self.tokens is None else (x, *rest, mix, drop_tokens(len(x), *self.tokens, g))
 
-@torch.no_grad()
 def embed_fmri(model:ContrastiveModel, # trained encoder + head
                fmri:np.ndarray, # (N, w, V) windows
                batch_size:int=128,
               )->np.ndarray:
     "CLIP-space embeddings (N, P) of fMRI windows, float32, L2-normalised."
-    model.eval(); dev = next(model.parameters()).device
-    x = torch.as_tensor(np.asarray(fmri, np.float32))
-    return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
+    model.eval()
+    return predict_batches(model, model, fmri, batch_size)
 
 # %% ../nbs/03_contrastive.ipynb #e115ba77
 from .core import stage_lock as _stage_lock  # one lock helper for every stage

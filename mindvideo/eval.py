@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .core import (ABLATIONS, ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, load_preset,
                             record_output, stage_dir, write_json)
-from .train import fit
+from .train import fit, predict_batches
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_top_k', 'random_logits', 'summarize', 'semantic_scores', 'skipped_n_ways', 'ssim_frames', 'frames_to_tensor', 'clip_similarity', 'Classifier', 'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier', 'VideoClassifier', 'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers', 'load_classifiers', 'score_method', 'chance_scores', 'summarize_scores', 'semantic_columns', 'markdown_table', 'ablation_table', 'Ridge', 'fit_ridge', 'ridge_pixels', 'encoder_tokens', 'generate_from_embeds', 'expected_fmri', 'cached_videos', 'noise_free_windows', 'paired_margin']
@@ -585,13 +585,11 @@ def ridge_pixels(fmri_train, # (N_tr, w, V) training fMRI windows
     return _resize_videos(pred, H).round().clip(0, 255).astype(np.uint8)
 
 # %% ../nbs/06a_baselines.ipynb #d40427c8
-@torch.no_grad()
 def encoder_tokens(encoder:nn.Module, # FMRIEncoder: (B, w, V) -> (B, N, D)
                    fmri, # (N, w, V) fMRI windows
                    batch_size:int=64)->np.ndarray:
     "The encoder's conditioning tokens for many windows: float32 (N, N_tok, D)."
-    p = next(encoder.parameters()); x = torch.as_tensor(np.asarray(fmri, np.float32))
-    return torch.cat([encoder(x[i:i + batch_size].to(p.device, p.dtype)).float().cpu() for i in range(0, len(x), batch_size)]).numpy()
+    return predict_batches(encoder, encoder, fmri, batch_size)
 
 @torch.no_grad()
 def generate_from_embeds(pipe, # a MindVideoPipeline

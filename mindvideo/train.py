@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from .core import ConfigError, atomic_path, write_json
 
 # %% auto #0
-__all__ = ['warmup_cosine', 'fit']
+__all__ = ['warmup_cosine', 'fit', 'predict_batches']
 
 # %% ../nbs/00c_train.ipynb #8abaa4ed
 def warmup_cosine(step:int, total:int, warmup:int)->float:
@@ -95,3 +96,14 @@ def _save_checkpoint(acc, ckpt:Path, step:int, hist:dict):
     with atomic_path(ckpt, is_dir=True) as tmp:
         acc.save_state(str(tmp), safe_serialization=True)
         write_json({"step": step, "history": hist}, Path(tmp)/"trainer_state.json")
+
+# %% ../nbs/00c_train.ipynb #fb4d0fb6
+@torch.no_grad()
+def predict_batches(fn:Callable, # (b, ...) tensor on `module`'s device -> tensor
+                    module:torch.nn.Module, # whose parameters give the device and dtype of the inputs
+                    x, # (N, ...) array-like, e.g. fMRI windows
+                    batch_size:int=64, # rows per call
+                   )->np.ndarray:
+    "`fn` applied to `x` in batches on `module`'s device and dtype; float32 (N, ...) NumPy on the CPU."
+    p = next(module.parameters()); t = torch.as_tensor(np.asarray(x, np.float32))
+    return torch.cat([fn(t[i:i + batch_size].to(p.device, p.dtype)).float().cpu() for i in range(0, len(t), batch_size)]).numpy()
