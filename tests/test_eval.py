@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mindvideo.core import InputError, save_metrics
+from mindvideo.core import InputError, load_preset, save_metrics
 from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
-                            clip_similarity, expected_fmri, fit_ridge, markdown_table, max_n_way, n_way_top_k, random_logits, ridge_pixels,
+                            clip_similarity, expected_fmri, fit_ridge, markdown_table, max_n_way, n_way_top_k, noise_free_windows,
+                            paired_margin, random_logits, ridge_pixels,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
                             target_classes, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
 
@@ -239,7 +240,6 @@ def test_cached_videos(tmp_path):
 
 def test_generate_from_embeds_pairs_noise_like_reconstruct():
     from types import SimpleNamespace
-    from mindvideo.core import load_preset
     from mindvideo.eval import generate_from_embeds
     seen = []
     class FakePipe:
@@ -285,15 +285,12 @@ def test_expected_fmri_needs_a_synthetic_world():
 
 
 def test_noise_free_windows_refuses_real_data():
-    from mindvideo.core import load_preset
-    from mindvideo.eval import noise_free_windows
     with pytest.raises(InputError, match=r"data\.source.*synthetic.*'wen2018'"):
         noise_free_windows(load_preset("wen2018_smoke"))
 
 
 # ---- paired comparison of two methods --------------------------------------------------------------------------------
 def test_paired_margin_hand_computed():
-    from mindvideo.eval import paired_margin
     m, se = paired_margin([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0])  # differences 1, 0, 0, 1
     assert m == pytest.approx(0.5) and se == pytest.approx(np.std([1, 0, 0, 1], ddof=1) / 2)
     m, se = paired_margin([0.5, np.nan], [0.25, 0.0])  # one clip left: no standard error
