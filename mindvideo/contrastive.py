@@ -25,9 +25,9 @@ from .train import fit, predict_batches
 
 # %% auto #0
 __all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
-           'category_top1', 'fit_ridge', 'unique_targets', 'augment_windows', 'drop_tokens', 'train_contrastive_model',
-           'embed_fmri', 'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive', 'load_contrastive_encoder',
-           'load_clip_head']
+           'category_top1', 'fit_ridge', 'unique_targets', 'identification_nway', 'augment_windows', 'drop_tokens',
+           'train_contrastive_model', 'embed_fmri', 'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive',
+           'load_contrastive_encoder', 'load_clip_head']
 
 # %% ../nbs/03_contrastive.ipynb #7099dd18
 def info_nce(z:torch.Tensor, # (B, P) L2-normalised fMRI embeddings
@@ -127,15 +127,20 @@ def retrieval_topk(sim, # (N_query, N_candidates) similarity
     "Fraction of queries whose true candidate ranks within the top `k`; ties count against it."
     s = check_array(sim, "sim", ndim=2)
     if k < 1: raise InputError(f"k: expected >= 1, found {k}")
-    if target is None:
-        if s.shape[1] < s.shape[0]: raise InputError(f"sim: expected at least as many candidates as queries, found shape {s.shape}")
-        target = np.arange(len(s))
-    target = np.asarray(target)
-    if target.shape != (len(s),) or target.min() < 0 or target.max() >= s.shape[1]:
-        raise InputError(f"target: expected {len(s)} column indices in [0, {s.shape[1]}), found shape {target.shape}")
+    target = _check_target(s, target)
     own = s[np.arange(len(s)), target]
     rank = (s > own[:, None]).sum(1) + (s == own[:, None]).sum(1) - 1  # candidates ranked above, ties pessimistic
     return float((rank < k).mean())
+
+def _check_target(s:np.ndarray, target)->np.ndarray:
+    "Each query's true column in the similarity `s`: the diagonal when `target` is None, else validated indices."
+    if target is None:
+        if s.shape[1] < s.shape[0]: raise InputError(f"sim: expected at least as many candidates as queries, found shape {s.shape}")
+        return np.arange(len(s))
+    target = np.asarray(target)
+    if target.shape != (len(s),) or not np.issubdtype(target.dtype, np.integer) or target.min() < 0 or target.max() >= s.shape[1]:
+        raise InputError(f"target: expected {len(s)} integer column indices in [0, {s.shape[1]}), found shape {target.shape}, dtype {target.dtype}")
+    return target
 
 def category_top1(sim, # (N, N) similarity
                   labels, # (N,) category of each clip
@@ -171,6 +176,22 @@ def unique_targets(t, # (N, P) target embeddings, e.g. one caption embedding per
 def _normalize(a, axis=-1):
     a = np.asarray(a, np.float64)
     return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
+
+# %% ../nbs/03_contrastive.ipynb #2ec1de04
+def identification_nway(sim, # (N_query, N_candidates) similarity
+                        n_way:int=2, # the truth competes with n − 1 random other candidates
+                        target=None, # (N_query,) column of each query's true candidate; None = the diagonal
+                        n_trials:int=100, # random draws per query
+                        top_k:int=1, # a hit when the truth ranks within the top k of the n
+                        seed:int=0, # seed of the draws
+                       )->np.ndarray:
+    "Per-query accuracy (N_query,) of N-way top-k identification: the fraction of `n_trials` random candidate sets in which the truth ranks within the top `k`."
+    from mindvideo.eval import n_way_top_k
+    s = check_array(sim, "sim", ndim=2)
+    target = _check_target(s, target)
+    if not 2 <= n_way <= s.shape[1]: raise InputError(f"n_way: expected 2..{s.shape[1]} (the number of candidates), found {n_way}")
+    truth = np.zeros(s.shape); truth[np.arange(len(s)), target] = 1.0
+    return n_way_top_k(truth, s, n_way=n_way, n_trials=n_trials, top_k=top_k, protocol="strict", seed=seed)
 
 # %% ../nbs/03_contrastive.ipynb #74fd16bb
 def _check_augment(noise_std:float=0.0, voxel_dropout:float=0.0, mixco:float=0.0, beta:float=0.15, token_dropout:float=0.0):

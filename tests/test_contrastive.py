@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, augment_windows, category_top1, contrastive_loss, embed_fmri,
-                                   fit_ridge, info_nce, retrieval_topk, same_target, train_contrastive_model)
+                                   fit_ridge, identification_nway, info_nce, retrieval_topk, same_target,
+                                   train_contrastive_model)
 from mindvideo.core import InputError
 
 
@@ -63,6 +64,35 @@ def test_retrieval_topk_and_category():
     with pytest.raises(InputError, match="k: expected >= 1"):
         retrieval_topk(sim, 0)
 
+
+
+def test_identification_nway_by_hand_and_at_chance():
+    # query 0: its truth scores highest; query 1: one of the two others beats it; query 2: both do
+    sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.5, 0.4, 0.3]])
+    exact_2way = np.array([1.0, 0.5, 0.0])  # 2-way: P(the one drawn distractor does not beat the truth)
+    np.testing.assert_allclose(identification_nway(sim, 2, n_trials=40000, seed=1), exact_2way, atol=0.01)
+    np.testing.assert_array_equal(identification_nway(sim, 3), [1.0, 0.0, 0.0])  # 3-way: every other candidate is drawn
+    np.testing.assert_array_equal(identification_nway(sim, 3, top_k=2), [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(identification_nway(np.ones((4, 4)), 2), np.zeros(4))  # ties count against the query
+    # an explicit target column (e.g. caption candidates) and seeded draws
+    np.testing.assert_array_equal(identification_nway(sim[:, ::-1], 3, target=[2, 1, 0]), [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(identification_nway(sim, 2, seed=3), identification_nway(sim, 2, seed=3))
+    # random similarities sit at chance 1/n; perfect ones at 1
+    rand = np.random.default_rng(0).normal(size=(400, 400))
+    for n in (2, 10, 50):
+        assert identification_nway(rand, n).mean() == pytest.approx(1 / n, abs=0.015)
+    assert identification_nway(np.eye(50), 50).mean() == 1.0
+
+
+def test_identification_nway_rejects_bad_input():
+    with pytest.raises(InputError, match=r"n_way: expected 2\.\.3"):
+        identification_nway(np.eye(3), 4)
+    with pytest.raises(InputError, match="target: expected 3 integer column indices"):
+        identification_nway(np.eye(3), 2, target=[0, 1, 3])
+    with pytest.raises(InputError, match="target: expected 3 integer column indices"):
+        identification_nway(np.eye(3), 2, target=[0.0, 1.0, 2.0])
+    with pytest.raises(InputError, match="sim"):
+        identification_nway(np.array([[0.1, np.nan], [0.2, 0.3]]), 2)
 
 def test_fit_ridge_recovers_linear_map():
     rng = np.random.default_rng(0)
