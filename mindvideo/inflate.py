@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .core import (ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir,
                             write_json)
-from .train import fit
+from .train import fit, make_accelerator
 
 # %% auto #0
 __all__ = ['PATTERNS', 'frame_index', 'SparseCausalAttnProcessor', 'set_video_attention', 'set_num_frames',
@@ -248,13 +247,6 @@ class _Clips(torch.utils.data.Dataset):
     def __len__(self): return len(self.latents)
     def __getitem__(self, i): return {"fmri": self.fmri[i], "latents": self.latents[i]}
 
-def _accelerator(mixed_precision:str)->Accelerator:
-    try: return Accelerator(mixed_precision=mixed_precision)
-    except ValueError:  # an earlier stage in this process set another precision on the shared state
-        from accelerate.state import AcceleratorState, GradientState
-        AcceleratorState._reset_state(True); GradientState._reset_state()
-        return Accelerator(mixed_precision=mixed_precision)
-
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
 def _to_uint8(video:torch.Tensor)->np.ndarray:
@@ -295,7 +287,7 @@ def cotrain_models(unet2d:UNet2DConditionModel, # the foundation's 2D UNet (not 
     hist = {"step": [], "loss": []}
     for s in marks:
         if s > 0:
-            acc = _accelerator(dcfg.mixed_precision)
+            acc = make_accelerator(dcfg.mixed_precision)
             hist = fit(model, lambda m, b: m(b), loader, steps=s, lr=dcfg.lr, warmup=None, ckpt_dir=work,
                        checkpoint_every=dcfg.checkpoint_every, accelerator=acc, desc=f"co-train to step {s}", seed=seed)
             acc.unwrap_model(model, keep_fp32_wrapper=False)  # undo accelerate's autocast wrapper before the next segment
@@ -344,7 +336,7 @@ def cotrain(cfg:Preset|str, # the preset (or its name)
     cfg = load_preset(cfg); out = cotrain_dir(cfg, seed)
     with _stage_lock(out):
         if (out/"history.json").is_file(): return out
-        dev = _accelerator(cfg.diffusion.mixed_precision).device
+        dev = make_accelerator(cfg.diffusion.mixed_precision).device
         fd = load_foundation(cfg, seed=seed); fd.vae.to(dev).eval()
         encoder = load_contrastive_encoder(cfg, seed=seed)
         train, test = load_dataset(cfg, "train", seed=seed), load_dataset(cfg, "test", seed=seed)

@@ -290,7 +290,10 @@ def save_mp4(frames, # (F, H, W, 3) uint8 or floats in [0, 1]
              scale:int=1, # integer enlargement (nearest neighbour)
             )->Path:
     "Write an H.264 MP4 with imageio-ffmpeg, atomically (frames are padded to even sizes)."
-    import imageio_ffmpeg
+    try: import imageio_ffmpeg
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"save_mp4: expected the package imageio-ffmpeg, which encodes the MP4 (pip install imageio-ffmpeg; "
+                          f"save_gif needs only Pillow), got {e}") from None
     a = _prep_frames(frames, "frames", scale)
     a = np.pad(a, ((0, 0), (0, a.shape[1] % 2), (0, a.shape[2] % 2), (0, 0)))
     with atomic_path(path) as tmp:

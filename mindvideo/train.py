@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .core import ConfigError, atomic_path, write_json
 
 # %% auto #0
-__all__ = ['warmup_cosine', 'fit', 'predict_batches']
+__all__ = ['warmup_cosine', 'make_accelerator', 'fit', 'predict_batches']
 
 # %% ../nbs/00c_train.ipynb #8abaa4ed
 def warmup_cosine(step:int, total:int, warmup:int)->float:
@@ -27,6 +27,17 @@ def warmup_cosine(step:int, total:int, warmup:int)->float:
     if warmup > 0 and step < warmup: return (step + 1) / warmup
     if total <= warmup: return 1.0
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+# %% ../nbs/00c_train.ipynb #e57d9b34
+def make_accelerator(mixed_precision:str="no", # 'no', 'fp16' or 'bf16'
+                    )->Accelerator:
+    "An `Accelerator` with `mixed_precision`, even after an earlier stage in this process set another one."
+    try: return Accelerator(mixed_precision=mixed_precision)
+    except ValueError as e:
+        if "already been initialized" not in str(e): raise  # e.g. an unknown precision: accelerate's own message
+        from accelerate.state import AcceleratorState, GradientState
+        AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
+        return Accelerator(mixed_precision=mixed_precision)
 
 # %% ../nbs/00c_train.ipynb #859d7d8d
 def _cycle(loader):
@@ -50,7 +61,7 @@ def fit(model:torch.nn.Module, # model to train (its trainable parameters are th
        )->dict:
     "Train with accelerate; resume from `ckpt_dir` if it holds a checkpoint. Returns {'loss': [...], 'step': [...], ...}."
     if steps < 0: raise ConfigError(f"steps: expected >= 0, got {steps}")
-    acc = accelerator or Accelerator(mixed_precision=mixed_precision)
+    acc = accelerator or make_accelerator(mixed_precision)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params: raise ValueError("model: expected at least one parameter with requires_grad=True, found none")
     decay = [p for p in params if p.ndim > 1]; no_decay = [p for p in params if p.ndim <= 1]

@@ -1,5 +1,6 @@
 "Tests of mindvideo.pipeline: guidance arithmetic, input checks, shapes, seeding, save/load, export, reconstruct."
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 import mindvideo.pipeline as mp
-from mindvideo.core import InputError, load_preset
+from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo.inflate import inflate_unet
 from mindvideo.mae import FMRIEncoder
 from mindvideo.pipeline import MindVideoPipeline, guided_noise, reconstruct, save_gif, save_mp4, side_by_side
@@ -181,6 +182,13 @@ def test_export_gif_mp4(tmp_path):
     m = save_mp4(clip, tmp_path/"c.mp4", fps=6, scale=1)  # odd height: padded to even
     assert m.stat().st_size > 0 and iio.imread(m).shape[0] == 6
     with pytest.raises(InputError, match="frames: expected frames"): save_gif(np.zeros((6, 4, 4)), tmp_path/"x.gif")
+
+
+def test_save_mp4_names_a_missing_encoder(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as on a machine without imageio-ffmpeg
+    with pytest.raises(ConfigError, match=r"imageio-ffmpeg.*pip install imageio-ffmpeg"):
+        save_mp4(np.zeros((6, 8, 8, 3), np.uint8), tmp_path/"c.mp4")
+    assert not (tmp_path/"c.mp4").exists()
 
 
 # -- reconstruct (with stand-in dataset and pipeline) -----------------------------------------------------------------
