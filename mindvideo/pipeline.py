@@ -9,6 +9,7 @@ import hashlib
 import inspect
 import json
 import numbers
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -484,6 +485,6 @@ def recon_grid(gt:np.ndarray, # uint8 (N, F, H, W, 3) ground truth
         if k >= n: ax.axis("off"); continue
         ax.imshow(np.concatenate([strip(gt[k]), strip(pred[k])], axis=0))
         ax.set_yticks([(h + 2) / 2, 1.5 * (h + 2)]); ax.set_yticklabels(["GT", "recon"], fontsize=7)
-        if captions is not None: ax.set_title(str(captions[k])[:40], fontsize=7)
+        if captions is not None: ax.set_title(textwrap.shorten(str(captions[k]), 14 * len(fi), placeholder=" …"), fontsize=7)
     fig.tight_layout()
     return fig
