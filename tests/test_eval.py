@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mindvideo.core import InputError, load_preset, save_metrics
-from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
+from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_margins, ablation_table, chance_scores,
                             clip_similarity, expected_fmri, fit_ridge, markdown_table, max_n_way, n_way_top_k, noise_free_windows,
                             paired_margin, random_logits, ridge_pixels,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
@@ -228,6 +228,20 @@ def test_markdown_and_ablation_tables(tmp_path):
     text, found = ablation_table(tmp_path, "quick")
     assert list(found) == ["quick+no_mae"] and "quick+no_mae | 0.900±0.02" in text
     assert "`mindvideo reproduce --preset quick --only 06_eval`" in text and "chance (measured) | 0.750±0.02" in text
+
+
+def test_ablation_margins(tmp_path):
+    clips = lambda idx, **pc: {"all_test_clips": dict(n=len(idx), index=idx, per_clip=pc)}
+    assert ablation_margins(tmp_path, "quick") == ("No per-clip scores of `quick` on every test clip yet: run `mindvideo reproduce --preset quick --only 06_eval`.\n", {})
+    save_metrics(clips([0, 1, 2], **{"c/strict/2-way": [1.0, 0.0, 1.0], "c/label": [1.0, None, 0.0]}), "table_main", nb="06_eval", preset="quick", seed=0, out_dir=tmp_path)
+    save_metrics(clips([0, 1, 2], **{"c/strict/2-way": [0.0, 0.0, 1.0], "c/label": [1.0, 1.0, 1.0]}), "table_main", nb="06_eval", preset="quick+no_temporal", seed=0, out_dir=tmp_path)
+    text, got = ablation_margins(tmp_path, "quick")
+    assert list(got) == ["quick+no_temporal"]
+    np.testing.assert_allclose([got["quick+no_temporal"]["c/strict/2-way"]["mean"], got["quick+no_temporal"]["c/strict/2-way"]["se"]], [-1 / 3, 1 / 3])
+    assert got["quick+no_temporal"]["c/label"]["mean"] == 0.5  # the clip without a label is left out
+    assert text.index("c/strict/2-way") < text.index("c/label") and "--preset quick+no_mae --only 06_eval" in text
+    save_metrics(clips([0, 2], **{"c/strict/2-way": [1.0, 1.0]}), "table_main", nb="06_eval", preset="quick+no_mae", seed=0, out_dir=tmp_path)
+    with pytest.raises(InputError, match="quick\\+no_mae.*same 3 test clips"): ablation_margins(tmp_path, "quick")
 
 
 def test_cached_videos(tmp_path):
