@@ -25,7 +25,7 @@ from .core import (ABLATIONS, ConfigError, InputError, Preset, asset_dir, atomic
 from .train import fit, predict_batches
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_top_k', 'random_logits', 'summarize', 'semantic_scores', 'skipped_n_ways', 'ssim_frames', 'frames_to_tensor', 'clip_similarity', 'Classifier', 'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier', 'VideoClassifier', 'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers', 'load_classifiers', 'score_method', 'chance_scores', 'summarize_scores', 'semantic_columns', 'markdown_table', 'ablation_table', 'ablation_margins', 'Ridge', 'fit_ridge', 'ridge_pixels', 'encoder_tokens', 'generate_from_embeds', 'expected_fmri', 'cached_videos', 'noise_free_windows', 'paired_margin']
+__all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_top_k', 'random_logits', 'summarize', 'semantic_scores', 'skipped_n_ways', 'ssim_frames', 'frames_to_tensor', 'clip_similarity', 'Classifier', 'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier', 'VideoClassifier', 'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers', 'load_classifiers', 'score_method', 'chance_scores', 'summarize_scores', 'semantic_columns', 'markdown_table', 'ablation_table', 'Ridge', 'fit_ridge', 'ridge_pixels', 'encoder_tokens', 'generate_from_embeds', 'expected_fmri', 'cached_videos', 'noise_free_windows', 'paired_margin', 'ablation_margins']
 
 # %% ../nbs/06_eval.ipynb #7baaf413
 PROTOCOLS = ("release", "strict")
@@ -523,37 +523,6 @@ def ablation_table(out_dir, # root of the figures (holds <preset>/06_table_main.
         lines += ["", "Missing (run these to fill the table):", ""] + [f"- `mindvideo reproduce --preset {n} --only 06_eval`" for n in missing]
     return "\n".join(lines) + "\n", {n: {k: v for k, v in m.items() if k != "_chance"} for n, m in found.items()}
 
-# %% ../nbs/06_eval.ipynb #f8e0f8eb
-def ablation_margins(out_dir, # root of the figures (holds <preset>/06_table_main.json)
-                     base:str="quick", # base preset
-                     ablations=None, # names; None = all of mindvideo.core.ABLATIONS
-                    )->tuple[str, dict]:
-    "Markdown table and numbers {preset: {column: {'mean', 'se'}}} of each ablation minus the base, paired over every test clip."
-    from mindvideo.eval import paired_margin  # defined with the baselines (06a)
-    def per_clip(name):
-        f = Path(out_dir)/name/"06_table_main.json"
-        if not f.is_file(): return None
-        a = json.loads(f.read_text())["metrics"].get("all_test_clips") or {}
-        return (f, a) if a.get("per_clip") else None
-    ref = per_clip(base)
-    if ref is None: return f"No per-clip scores of `{base}` on every test clip yet: run `mindvideo reproduce --preset {base} --only 06_eval`.\n", {}
-    fb, b = ref; out, missing = {}, []
-    keys = sorted(k for k in b["per_clip"] if "-way" in k) + sorted(k for k in b["per_clip"] if "-way" not in k)  # semantic columns first
-    for n in [f"{base}+{a}" for a in (ablations or list(ABLATIONS))]:
-        got = per_clip(n)
-        if got is None: missing.append(n); continue
-        f, a = got
-        if list(a["index"]) != list(b["index"]):
-            raise InputError(f"{f}: expected per-clip scores of the same {len(b['index'])} test clips as {fb}, found {len(a['index'])} other clips")
-        out[n] = {k: dict(zip(("mean", "se"), paired_margin(np.asarray(a["per_clip"][k], float), np.asarray(b["per_clip"][k], float))))
-                  for k in keys if k in a["per_clip"]}
-    cell = lambda m: "-" if m is None else f"{m['mean']:+.3f} ± {m['se']:.3f}" + (" *" if abs(m["mean"]) > 2 * m["se"] else "")
-    lines = ([f"Each ablation minus `{base}`, MinD-Video's score paired over all {len(b['index'])} test clips (mean ± standard error; * = more than two standard errors):", "",
-              "| preset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-             + [f"| {n} | " + " | ".join(cell(m.get(k)) for k in keys) + " |" for n, m in out.items()]) if out else []
-    if missing: lines += ["", "Without per-clip scores on every test clip (run these):", ""] + [f"- `mindvideo reproduce --preset {n} --only 06_eval`" for n in missing]
-    return "\n".join(lines) + "\n", out
-
 # %% ../nbs/06a_baselines.ipynb #49f08140
 @dataclass
 class Ridge:
@@ -696,3 +665,33 @@ def paired_margin(a, # per-clip scores of one method (N,)
     d = (a - b)[~np.isnan(a - b)]
     if len(d) == 0: raise InputError("a, b: expected at least one clip where both scores are numbers, found none")
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+# %% ../nbs/06a_baselines.ipynb #424ff3fe
+def ablation_margins(out_dir, # root of the figures (holds <preset>/06_table_main.json)
+                     base:str="quick", # base preset
+                     ablations=None, # names; None = all of mindvideo.core.ABLATIONS
+                    )->tuple[str, dict]:
+    "Markdown table and numbers {preset: {column: {'mean', 'se'}}} of each ablation minus the base, paired over every test clip."
+    def per_clip(name):
+        f = Path(out_dir)/name/"06_table_main.json"
+        if not f.is_file(): return None
+        a = json.loads(f.read_text())["metrics"].get("all_test_clips") or {}
+        return (f, a) if a.get("per_clip") else None
+    ref = per_clip(base)
+    if ref is None: return f"No per-clip scores of `{base}` on every test clip yet: run `mindvideo reproduce --preset {base} --only 06_eval`.\n", {}
+    fb, b = ref; out, missing = {}, []
+    keys = sorted(k for k in b["per_clip"] if "-way" in k) + sorted(k for k in b["per_clip"] if "-way" not in k)  # semantic columns first
+    for n in [f"{base}+{a}" for a in (ablations or list(ABLATIONS))]:
+        got = per_clip(n)
+        if got is None: missing.append(n); continue
+        f, a = got
+        if list(a["index"]) != list(b["index"]):
+            raise InputError(f"{f}: expected per-clip scores of the same {len(b['index'])} test clips as {fb}, found {len(a['index'])} other clips")
+        out[n] = {k: dict(zip(("mean", "se"), paired_margin(np.asarray(a["per_clip"][k], float), np.asarray(b["per_clip"][k], float))))
+                  for k in keys if k in a["per_clip"]}
+    cell = lambda m: "-" if m is None else f"{m['mean']:+.3f} ± {m['se']:.3f}" + (" *" if abs(m["mean"]) > 2 * m["se"] else "")
+    lines = ([f"Each ablation minus `{base}`, MinD-Video's score paired over all {len(b['index'])} test clips (mean ± standard error; * = more than two standard errors):", "",
+              "| preset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+             + [f"| {n} | " + " | ".join(cell(m.get(k)) for k in keys) + " |" for n, m in out.items()]) if out else []
+    if missing: lines += ["", "Without per-clip scores on every test clip (run these):", ""] + [f"- `mindvideo reproduce --preset {n} --only 06_eval`" for n in missing]
+    return "\n".join(lines) + "\n", out
