@@ -498,6 +498,11 @@ def markdown_table(summary:dict, # {method: {metric: summarize(...)}}; must hold
     return "\n".join(lines).strip() + "\n"
 
 # %% ../nbs/06_eval.ipynb #a09f0a13
+def _table_main(out_dir, name:str)->tuple[Path, dict]|None:
+    "The file and metrics of preset `name`'s `06_table_main.json` under `out_dir`, or None when that run has not been made."
+    f = Path(out_dir)/name/"06_table_main.json"
+    return (f, json.loads(f.read_text())["metrics"]) if f.is_file() else None
+
 def ablation_table(out_dir, # root of the figures (holds <preset>/06_table_main.json)
                    base:str="quick", # base preset
                    method:str="MinD-Video", # row of each table to compare
@@ -507,11 +512,9 @@ def ablation_table(out_dir, # root of the figures (holds <preset>/06_table_main.
     names = [base] + [f"{base}+{a}" for a in (ablations or list(ABLATIONS))]
     found, missing = {}, []
     for n in names:
-        f = Path(out_dir)/n/"06_table_main.json"
-        if f.is_file():
-            m = json.loads(f.read_text())["metrics"]
-            if method in m.get("summary", {}): found[n] = m["summary"][method] | {"_chance": m["summary"].get("chance", {})}; continue
-        missing.append(n)
+        m = (_table_main(out_dir, n) or (None, {}))[1]
+        if method in m.get("summary", {}): found[n] = m["summary"][method] | {"_chance": m["summary"].get("chance", {})}
+        else: missing.append(n)
     keys = sorted({k for m in found.values() for k in m if "-way" in k}) + [k for k in ("ssim", "clip") if any(k in m for m in found.values())]
     lines = [f"| preset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)] if found else []
     for n, m in found.items():
@@ -673,9 +676,8 @@ def ablation_margins(out_dir, # root of the figures (holds <preset>/06_table_mai
                     )->tuple[str, dict]:
     "Markdown table and numbers {preset: {column: {'mean', 'se'}}} of each ablation minus the base, paired over every test clip."
     def per_clip(name):
-        f = Path(out_dir)/name/"06_table_main.json"
-        if not f.is_file(): return None
-        a = json.loads(f.read_text())["metrics"].get("all_test_clips") or {}
+        f, m = _table_main(out_dir, name) or (None, {})
+        a = m.get("all_test_clips") or {}
         return (f, a) if a.get("per_clip") else None
     ref = per_clip(base)
     if ref is None: return f"No per-clip scores of `{base}` on every test clip yet: run `mindvideo reproduce --preset {base} --only 06_eval`.\n", {}
