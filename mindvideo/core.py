@@ -10,9 +10,11 @@ import dataclasses
 import functools
 import fcntl
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import os
+import platform
 import random
 import shutil
 import subprocess
@@ -27,8 +29,8 @@ import numpy as np
 __all__ = ['PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy', 'atomic_path', 'write_json',
            'DataConfig', 'MAEConfig', 'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig',
            'GuidanceConfig', 'EvalConfig', 'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir',
-           'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'git_commit', 'stage_lock', 'record_output',
-           'save_fig', 'save_metrics']
+           'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'git_commit',
+           'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -179,6 +181,7 @@ class DataConfig(_Section):
     pretrain_trs: int = 600  # unlabeled fMRI frames per pretraining subject
     subjects: tuple[int, ...] = (1,)  # subject ids (Wen: 1, 2, 3)
     data_dir: str = ""  # wen2018: folder holding preprocessed/; '' = $MINDVIDEO_DATA
+    world_seed: int|None = 0  # seed of the synthetic world (stimuli, voxels, noise, pretraining fMRI): fixed, so that a run's seed varies the models alone; None = the run's seed
     def check(self, w):
         self._in(w, "source", choices=("synthetic", "wen2018"))
         self._in(w, "frame_size", lo=8, hi=1024); self._in(w, "fps", lo=1, hi=60)
@@ -449,6 +452,17 @@ def cache_dir()->Path:
     "Root of computed artifacts: $MINDVIDEO_CACHE, else ~/.cache/mindvideo."
     return Path(os.environ.get("MINDVIDEO_CACHE") or Path.home()/".cache"/"mindvideo").expanduser()
 
+def find_project(start=None)->Path:
+    "The folder holding settings.ini and nbs/, searched upwards from `start` (default: cwd)."
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d/"settings.ini").is_file() and (d/"nbs").is_dir(): return d
+    raise FileNotFoundError(f"no mindvideo project (settings.ini beside nbs/) found in {here} or its parents; run from a clone of the repository")
+
+def list_notebooks(nbs_dir)->list[Path]:
+    "The part notebooks, `NN*_name.ipynb`, in run order."
+    return sorted(p for p in Path(nbs_dir).glob("[0-9][0-9]*_*.ipynb") if not p.name.startswith("_"))
+
 def data_dir()->Path:
     "Root of user-supplied data and weights: $MINDVIDEO_DATA, else <cache_dir>/data."
     return Path(os.environ.get("MINDVIDEO_DATA") or cache_dir()/"data").expanduser()
@@ -568,13 +582,34 @@ def save_fig(fig, # matplotlib figure
     record_output(path, "figure", nb, preset, seed, paper_ref, caption)
     return path
 
+_ENV_PACKAGES = ("torch", "diffusers", "transformers", "tokenizers", "accelerate", "safetensors", "numpy", "scipy",
+                 "scikit-learn", "scikit-image", "nilearn")
+
+def _cpu_model()->str:
+    "The processor's model name (Linux /proc/cpuinfo; elsewhere what `platform` knows)."
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+def environment()->dict:
+    "What besides code, preset and seed can change a number: Python and package versions, torch's thread count, the CPU."
+    import torch
+    vers = {}
+    for name in _ENV_PACKAGES:
+        try: vers[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError: vers[name] = None
+    return dict(python=platform.python_version(), packages=vers, torch_threads=torch.get_num_threads(), cpu=_cpu_model())
+
 def save_metrics(metrics:dict, # JSON-able numbers
                  name:str, # short name, e.g. 'retrieval'
                  *, nb:str, preset:str, seed:int, out_dir="../figures", paper_ref:str="", caption:str="",
                 )->Path:
     "Save metrics as <out_dir>/<preset>/<NN>_<name>.json with their provenance, and record it in MANIFEST.json."
     path = Path(out_dir)/str(preset)/f"{_nb_number(nb)}_{name}.json"
-    prov = dict(notebook=Path(nb).stem, preset=str(preset), seed=int(seed), commit=git_commit(Path(out_dir)), paper_ref=paper_ref)
+    prov = dict(notebook=Path(nb).stem, preset=str(preset), seed=int(seed), commit=git_commit(Path(out_dir)), paper_ref=paper_ref,
+                environment=environment())
     write_json({"provenance": prov, "metrics": metrics}, path)
     record_output(path, "metrics", nb, preset, seed, paper_ref, caption)
     return path

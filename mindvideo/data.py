@@ -26,7 +26,7 @@ from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, chec
                             load_preset, stage_dir, write_json)
 
 # %% auto #0
-__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'load_world', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz', 'pad_to_patch_size', 'pad_to_length', 'normalize']
+__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'world_seed', 'load_world', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz', 'pad_to_patch_size', 'pad_to_length', 'normalize']
 
 # %% ../nbs/01_data.ipynb #2ec34f8c
 AREAS = ("non-visual", "early visual", "higher visual")  # voxel_area codes 0, 1, 2
@@ -533,6 +533,10 @@ def read_world(folder)->World:
 
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 
+def world_seed(cfg:Preset, seed:int)->int:
+    "The seed of the synthetic world: `cfg.data.world_seed` when the preset fixes it, else the run's `seed`."
+    return seed if cfg.data.world_seed is None else cfg.data.world_seed
+
 def load_world(cfg:Preset|str, # preset (or its name)
                seed:int=0, # random seed of the world
                progress:bool=True, # show progress bars when generating
@@ -541,6 +545,7 @@ def load_world(cfg:Preset|str, # preset (or its name)
     cfg = load_preset(cfg)
     if cfg.data.source == "wen2018":
         return read_wen_world(_wen_folder(cfg), subject=cfg.data.subjects[0], fps=cfg.data.fps, frames_per_tr=cfg.data.frames_per_tr)
+    seed = world_seed(cfg, seed)
     folder = stage_dir(cfg, "world", "data", seed=seed)
     if (folder/"meta.json").exists(): return read_world(folder)
     with _stage_lock(folder):
@@ -789,6 +794,7 @@ def load_pretrain_fmri(cfg:Preset|str, # preset (or its name)
     cfg = load_preset(cfg)
     if cfg.data.source == "wen2018":
         return load_hcp_npz(_hcp_folder(cfg), patch_size=cfg.data.patch_size)
+    seed = world_seed(cfg, seed)
     folder = stage_dir(cfg, "pretrain_fmri", "data", seed=seed)
     if not (folder/"done.json").exists():
         with _stage_lock(folder):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import pre_tokenizers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
@@ -25,10 +26,10 @@ from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, load
 from .train import fit
 
 # %% auto #0
-__all__ = ['world_frames', 'build_tokenizer', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler', 'Foundation', 'encode_text',
-           'encode_images', 'encode_video_latents', 'decode_video_latents', 'sample_images', 'train_standins',
-           'load_foundation_from', 'foundation_dir', 'load_foundation', 'category_prompts', 'category_caption_sets',
-           'zero_shot_accuracy', 'vae_ssim']
+__all__ = ['world_frames', 'learn_merges', 'build_tokenizer', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler',
+           'Foundation', 'encode_text', 'encode_images', 'encode_video_latents', 'decode_video_latents',
+           'sample_images', 'train_standins', 'load_foundation_from', 'foundation_dir', 'load_foundation',
+           'category_prompts', 'category_caption_sets', 'zero_shot_accuracy', 'vae_ssim']
 
 # %% ../nbs/02b_foundation.ipynb #60581167
 def _load_world(cfg:Preset, seed:int):
@@ -52,24 +53,48 @@ def world_frames(world, # a `World` from `mindvideo.data.load_world`
 # %% ../nbs/02b_foundation.ipynb #0329a133
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 
+def _byte_alphabet()->list[str]:
+    "The 256 byte symbols of a byte-level BPE, in code-point order (a fixed order, whatever the `tokenizers` build)."
+    return sorted(pre_tokenizers.ByteLevel.alphabet())
+
+def _words(captions, tok:CLIPTokenizer)->dict:
+    "{byte-level word: count} of `captions`, split by CLIP's own normaliser and pre-tokeniser."
+    norm, pre = tok.backend_tokenizer.normalizer, tok.backend_tokenizer.pre_tokenizer
+    counts = {}
+    for cap in captions:
+        for w, _ in pre.pre_tokenize_str(norm.normalize_str(cap)): counts[w] = counts.get(w, 0) + 1
+    return counts
+
+def learn_merges(words:dict, # {word: count}; a word's last symbol carries the end-of-word marker `</w>`
+                )->list[tuple[str, str]]:
+    "BPE merges until every word is one symbol: each step merges the most frequent adjacent pair, ties broken by the pair's text, so the result depends on nothing but the counts."
+    seqs = {w: (*w[:-1], w[-1] + "</w>") for w in words if w}
+    merges = []
+    while True:
+        pairs = {}
+        for w, s in seqs.items():
+            for p in zip(s, s[1:]): pairs[p] = pairs.get(p, 0) + words[w]
+        if not pairs: return merges
+        a, b = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append((a, b))
+        for w, s in seqs.items():
+            out, i = [], 0
+            while i < len(s):
+                if i + 1 < len(s) and s[i] == a and s[i + 1] == b: out.append(a + b); i += 2
+                else: out.append(s[i]); i += 1
+            seqs[w] = tuple(out)
+
 def build_tokenizer(captions, # training captions (iterable of str)
                     folder, # where vocab.json, merges.txt and the tokenizer config go
                     max_length:int=16, # model_max_length: captions are padded/truncated to this many tokens
                    )->CLIPTokenizer:
-    "Learn a word-level byte-BPE `CLIPTokenizer` from `captions`, save it to `folder` and load it back."
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers, Regex
+    "Learn a word-level byte-BPE `CLIPTokenizer` from `captions`, save it to `folder` and load it back; the same captions always give the same files."
     tok = CLIPTokenizer()  # borrow CLIP's normaliser and pre-tokeniser so that training splits words like CLIP does
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
-    bpe.normalizer = tok.backend_tokenizer.normalizer; bpe.pre_tokenizer = tok.backend_tokenizer.pre_tokenizer
-    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=1, show_progress=False, end_of_word_suffix="</w>",
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    bpe.train_from_iterator(sorted(set(map(str, captions))), trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(model["vocab"])
-    for ch in pre_tokenizers.ByteLevel.alphabet():  # every byte also as a word end, as in CLIP's vocabulary
-        vocab.setdefault(ch + "</w>", len(vocab))
-    vocab[_BOS] = len(vocab); vocab[_EOS] = len(vocab)  # specials last, as in CLIP (eos has the highest id)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    merges = learn_merges(_words(sorted(set(map(str, captions))), tok))
+    alphabet = _byte_alphabet()
+    vocab = {}
+    for t in [*alphabet, *(ch + "</w>" for ch in alphabet), *(a + b for a, b in merges), _BOS, _EOS]:  # CLIP's order: bytes, word-end bytes, merges, specials (eos has the highest id)
+        vocab.setdefault(t, len(vocab))
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length).save_pretrained(folder)
     (folder/"vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))

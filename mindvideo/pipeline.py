@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .core import InputError, ConfigError, Preset, atomic_path, get_device, load_preset, stage_dir, write_json
 from diffusers.models.attention_processor import AttnProcessor2_0
 from .inflate import predict_noise, set_video_attention
+from .release import RELEASE_VAE_SCALE, load_release
 
 # %% auto #0
 __all__ = ['GUIDANCE_MODES', 'guided_noise', 'guidance_active', 'MindVideoPipelineOutput', 'MindVideoPipeline', 'to_uint8',
@@ -74,6 +75,13 @@ class MindVideoPipeline(DiffusionPipeline):
         self.register_to_config(vae_scale=None if vae_scale is None else float(vae_scale), attention=attention)
         if attention is not None: set_video_attention(unet, attention)  # processors are not saved with the weights
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    @classmethod
+    def from_release(cls, folder, # the MinD-Video release's checkpoint folder: unet/, fmri_encoder/, vae/, scheduler/
+                     num_voxels:int|None=None, # the data's padded voxel count; None = fmri_encoder/config.json's
+                    )->"MindVideoPipeline":
+        "The pipeline of a release checkpoint, weight for weight, with the release's latent scale (see `mindvideo.release`)."
+        return cls(**load_release(folder, num_voxels), vae_scale=RELEASE_VAE_SCALE)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     @property
@@ -326,7 +334,8 @@ def load_pipeline(cfg:Preset|str, # preset (or its name)
     unet, encoder = load_cotrained(cfg, seed=seed)
     fd = load_foundation(cfg, seed=seed)
     pipe = MindVideoPipeline(vae=fd.vae, unet=unet, fmri_encoder=encoder,
-                             scheduler=make_scheduler(fd.scheduler.config, cfg.guidance.scheduler), vae_scale=fd.vae_scale)
+                             scheduler=make_scheduler(fd.scheduler.config, cfg.guidance.scheduler), vae_scale=fd.vae_scale,
+                             attention=cfg.diffusion.attention)  # in the config, so that save_pretrained/from_pretrained keep the frame attention
     pipe.set_progress_bar_config(leave=False, desc="sampling")
     for m in (pipe.vae, pipe.unet, pipe.fmri_encoder): m.eval()
     return pipe.to(get_device(device))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
+import importlib.metadata
 import json
 import sys
 import time
@@ -14,25 +16,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import ConfigError, load_preset, write_json
+from .core import ConfigError, atomic_path, cache_dir, find_project, list_notebooks, load_preset, write_json
+from .docs import build_docs
 
 # %% auto #0
-__all__ = ['STAGES', 'find_project', 'list_notebooks', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
-           'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table',
-           'run_stage', 'main']
+__all__ = ['STAGES', 'COMMANDS', 'select_notebooks', 'input_fingerprint', 'recorded_outputs', 'is_up_to_date', 'NotebookFailed',
+           'run_notebook', 'reproduce', 'results_table', 'write_results_table', 'write_constraints', 'run_stage',
+           'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
-def find_project(start=None)->Path:
-    "The folder holding settings.ini and nbs/, searched upwards from `start` (default: cwd)."
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d/"settings.ini").is_file() and (d/"nbs").is_dir(): return d
-    raise FileNotFoundError(f"no mindvideo project (settings.ini beside nbs/) found in {here} or its parents; run from a clone of the repository")
-
-def list_notebooks(nbs_dir)->list[Path]:
-    "The part notebooks, `NN*_name.ipynb`, in run order."
-    return sorted(p for p in Path(nbs_dir).glob("[0-9][0-9]*_*.ipynb") if not p.name.startswith("_"))
-
 def select_notebooks(nbs:list, only=None, start=None)->list:
     "Filter by `only` (names or number prefixes) and `start` (first notebook to run)."
     def match(p, key): return p.stem == key or p.name == key or p.stem.split("_")[0] == key
@@ -73,12 +65,17 @@ def is_up_to_date(record:dict|None, fingerprint:str, fig_dir)->bool:
 class NotebookFailed(RuntimeError):
     "A notebook failed under papermill; the message names the notebook and the cell."
 
+# The kernel application's own log at WARNING and above is only its start-up notice that a local kernel talks over
+# TCP without encryption, printed once per notebook between the progress bar's updates. Cells' warnings and errors
+# are not the kernel application's log: they reach the executed notebook, and errors stop the run as before.
+_KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
 def run_notebook(nb, out_nb, params:dict, cwd, kernel:str="python3"):
     "Execute `nb` into `out_nb` with papermill; raise `NotebookFailed` naming the cell on error."
     import papermill as pm
     try:
         pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(cwd), kernel_name=kernel, language="python",
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS)
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(nb).name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_nb}") from None
@@ -122,7 +119,8 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
             raise
         entry.update(status="ok", wall_s=round(time.time() - t0, 1), artifacts=recorded_outputs(fig_dir, nb.stem))
         write_json(record, rec_path)
-    if preset == "quick" and not only and not start: write_results_table(proj, preset)
+    if preset == "quick" and not only and not start:
+        write_results_table(proj, preset); write_constraints(proj/"constraints.txt")
     return record
 
 # %% ../nbs/00a_reproduce.ipynb #4753574c
@@ -147,6 +145,36 @@ def write_results_table(proj, preset:str="quick"):
     new = f"{head}{_START}\n{results_table(Path(proj)/'figures'/preset)}\n{_END}{tail}"
     if new != text: readme.write_text(new)
 
+# %% ../nbs/00a_reproduce.ipynb #c0a5e1f2
+def _requirement_closure(dist:str, extras=())->dict:
+    "{name: version} of `dist`'s installed requirements (with `extras`), recursively; markers evaluated for this interpreter."
+    from packaging.requirements import Requirement
+    seen, todo = {}, [(dist, tuple(extras))]
+    while todo:
+        name, ex = todo.pop()
+        try: meta = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError: continue
+        for line in meta.requires or []:
+            req = Requirement(line)
+            if req.marker and not any(req.marker.evaluate({"extra": x}) for x in (ex or ("",))): continue
+            key = req.name.lower().replace("_", "-")
+            if key in seen: continue
+            try: seen[key] = importlib.metadata.version(req.name)
+            except importlib.metadata.PackageNotFoundError: continue
+            todo.append((req.name, tuple(req.extras)))
+    return seen
+
+def write_constraints(path, # the constraints file to write
+                      dist:str="mindvideo", extras=("dev",))->Path:
+    "Pin every installed requirement of `dist[extras]` to its exact version (local labels such as +cpu dropped), for `pip install -c`."
+    pins = _requirement_closure(dist, extras)
+    lines = ["# Exact versions the committed figures were made with; written by a full `mindvideo reproduce --preset quick`.",
+             "# Install with: pip install -e \".[dev]\" -c constraints.txt"]
+    lines += [f"{k}=={v.split('+')[0]}" for k, v in sorted(pins.items())]
+    path = Path(path)
+    with atomic_path(path) as tmp: Path(tmp).write_text("\n".join(lines) + "\n")
+    return path
+
 # %% ../nbs/00a_reproduce.ipynb #03bb7ae3
 STAGES:dict = {  # stage name: "module:function(cfg, seed)"
     "world": "mindvideo.data:load_world",
@@ -158,12 +186,34 @@ STAGES:dict = {  # stage name: "module:function(cfg, seed)"
 
 def run_stage(stage:str, preset:str="quick", seed:int=0):
     "Run (or load from cache) one training stage and the stages it needs."
-    import importlib
     if stage not in STAGES: raise ConfigError(f"stage: expected one of {list(STAGES)}, got {stage!r}")
     mod, fn = STAGES[stage].split(":")
     return getattr(importlib.import_module(mod), fn)(load_preset(preset), seed=seed)
 
+def stage_summary(stage:str, result)->str:
+    "One line for the terminal: what a stage made and where (never the repr of a data structure)."
+    if isinstance(result, (str, Path)):
+        folder = Path(result); files = [f for f in folder.rglob("*") if f.is_file()]
+        line = f"{stage}: {folder} ({len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB"
+        hist = next((h for h in (folder/"history.json", folder.parent/"history.json") if h.is_file()), None)
+        if hist:
+            h = json.loads(hist.read_text()); loss = (h.get("history") or h).get("loss") or []
+            if loss: line += f", final loss {loss[-1]:.4g} after {len(loss)} steps"
+        return line + ")"
+    if hasattr(result, "fmri_train"):  # a mindvideo.data.World
+        return (f"{stage}: {result.fmri_train.shape[0]} train / {result.fmri_test.shape[0]} test segments of "
+                f"{result.fmri_train.shape[1]} fMRI frames, {result.fmri_train.shape[-1]} voxels, {len(result.categories)} categories "
+                f"(cached under {cache_dir()/stage})")
+    if hasattr(result, "clip") and hasattr(result, "unet"):  # a mindvideo.foundation.Foundation
+        return f"{stage}: {result.path.split('|')[-1]} (CLIP width {result.text_width}, VAE scale {result.vae_scale:.4g})"
+    return f"{stage}: done ({type(result).__name__})"
+
 # %% ../nbs/00a_reproduce.ipynb #96569dda
+COMMANDS:dict = {  # command: "module:function(parsed args) -> line to print"
+    "sample": "mindvideo.sample:sample_command",
+    "convert-release": "mindvideo.release:convert_release_command",
+}
+
 def main(argv=None)->int:
     "Entry point of the `mindvideo` command."
     ap = argparse.ArgumentParser(prog="mindvideo", description="MinD-Video companion: regenerate every figure and metric.")
@@ -177,10 +227,33 @@ def main(argv=None)->int:
     t = sub.add_parser("train", help="run one training stage (works under `accelerate launch`)")
     t.add_argument("--stage", required=True, choices=list(STAGES))
     t.add_argument("--preset", default="quick"); t.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("docs", help="build the documentation site from the notebooks (offline)")
+    d.add_argument("--out", default="_docs", help="site folder, replaced (default: _docs)")
+    d.add_argument("--preset", default="quick", help="whose figures the pages show (default: quick)")
+    s = sub.add_parser("sample", help="sample a trained pipeline on a .npy of fMRI windows: GIF + MP4 per window")
+    s.add_argument("--model", metavar="DIR", help="a MindVideoPipeline.save_pretrained folder (or a converted release checkpoint)")
+    s.add_argument("--preset", help="instead of --model: the preset's co-trained pipeline (trained and cached on first use)")
+    s.add_argument("--fmri", required=True, metavar="FILE.npy", help="float fMRI windows (N, window, voxels), normalised and padded")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for clip_NNNN.gif/.mp4 and samples.json (replaced)")
+    s.add_argument("--negative", default="mean", help="'mean' of the windows (adversarial), 'zero' (classic) or a .npy window")
+    s.add_argument("--steps", type=int, help="DDIM steps (default: the preset's, or the release's 200)")
+    s.add_argument("--guidance-scale", type=float, help="guidance scale s (default: the preset's, or the release's 12.5)")
+    s.add_argument("--seed", type=int, default=0, help="clip k starts from the noise of seed + k")
+    s.add_argument("--frames", type=int, default=6, help="frames per clip (6 = 2 s at 3 fps)")
+    c = sub.add_parser("convert-release", help="write a MinD-Video release checkpoint as a mindvideo safetensors pipeline folder")
+    c.add_argument("src", metavar="SRC", help="the release's checkpoint folder (unet/, fmri_encoder/, vae/, scheduler/)")
+    c.add_argument("dst", metavar="DST", help="the pipeline folder to write (MindVideoPipeline.from_pretrained loads it)")
+    c.add_argument("--num-voxels", type=int, help="the data's padded voxel count (default: fmri_encoder/config.json's)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":
-            print(f"{a.stage}: {run_stage(a.stage, a.preset, a.seed)}"); return 0
+            print(stage_summary(a.stage, run_stage(a.stage, a.preset, a.seed))); return 0
+        if a.cmd in COMMANDS:  # heavy commands: their module is imported only when they run
+            mod, fn = COMMANDS[a.cmd].split(":")
+            print(getattr(importlib.import_module(mod), fn)(a)); return 0
+        if a.cmd == "docs":
+            out = build_docs(a.out, preset=a.preset)
+            print(f"docs: {out/'index.html'}"); return 0
         rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed)
     except (NotebookFailed, ConfigError, FileNotFoundError, ValueError) as e:
         print(f"mindvideo {a.cmd}: {e}", file=sys.stderr); return 1

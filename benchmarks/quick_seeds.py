@@ -1,0 +1,110 @@
+"""Which of the quick table's conclusions hold across model seeds (the world fixed).
+
+Usage:  python benchmarks/quick_seeds.py [--seeds 0 1 2] [--preset quick] [--work DIR] [--out FILE]
+
+For each seed, the whole chain (every notebook) runs for the preset and each of its ablations, in a project copy of
+its own under `--work` (so the committed `figures/` are never touched), with `data.world_seed` left at the preset's
+fixed world: only the models, the classifiers and the metrics' random trials change with the seed. The script then
+reads each run's `06_table_main.json` and `06_table_ablation.json` and writes `--out`
+(default `benchmarks/results/<preset>_seeds.json`): for every semantic column,
+
+- MinD-Video's margin over each ridge decoder on all test clips, and each ablation's margin over the full model,
+  per seed (mean and standard error over clips), with the mean and spread (min, max) across seeds;
+- `holds`: "ahead" when the margin is above two standard errors for every seed, "behind" when below minus two
+  standard errors for every seed, else "not consistent". 06's prose states a comparison as a finding only when it
+  holds.
+
+A cold run costs about an hour per seed and ablation on 2 CPU cores (each ablation re-trains from the contrastive
+stage on); `--presets-only` skips the ablations. `tests/test_benchmarks.py` checks the summary on hand-made margins.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mindvideo.core import ABLATIONS, write_json
+from mindvideo.core import find_project
+from mindvideo.reproduce import reproduce
+
+ROOT = find_project(Path(__file__).parent)
+
+
+def project_copy(dst: Path) -> Path:
+    "A project folder of its own: notebooks run in its nbs/, write its figures/ and export into its mindvideo/."
+    if dst.exists(): return dst
+    tmp = dst.with_name(dst.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    for name in ("nbs", "mindvideo", "settings.ini", "README.md", "tests"):
+        subprocess.run(["cp", "-r", str(ROOT / name), str(tmp / name)], check=True)
+    tmp.rename(dst)
+    return dst
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file(): raise FileNotFoundError(f"{path}: expected the metrics of a finished run")
+    return json.loads(path.read_text())["metrics"]
+
+
+def _verdict(ms) -> str:
+    if all(m["mean"] > 2 * m["se"] for m in ms): return "ahead"
+    if all(m["mean"] < -2 * m["se"] for m in ms): return "behind"
+    return "not consistent"
+
+
+def summarise(per_seed: dict) -> dict:
+    "{column: {comparison: {per_seed, mean, min, max, holds}}} from {seed: {column: {comparison: {mean, se}}}}."
+    seeds = sorted(per_seed)
+    cols = sorted(set.intersection(*(set(per_seed[s]) for s in seeds)))
+    out = {}
+    for c in cols:
+        comps = sorted(set.intersection(*(set(per_seed[s][c]) for s in seeds)))
+        out[c] = {}
+        for k in comps:
+            ms = [per_seed[s][c][k] for s in seeds]
+            means = np.array([m["mean"] for m in ms])
+            out[c][k] = dict(per_seed={str(s): m for s, m in zip(seeds, ms)}, mean=float(means.mean()),
+                             min=float(means.min()), max=float(means.max()), holds=_verdict(ms))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--presets-only", action="store_true", help="no ablations: only the preset's own margins")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".seeds", help="project copies (one per seed)")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    variants = [a.preset] + ([] if a.presets_only else [f"{a.preset}+{k}" for k in ABLATIONS])
+    baselines, ablations = {}, {}
+    for s in a.seeds:
+        proj = project_copy(a.work / f"seed{s}")
+        for v in variants[1:] + variants[:1]:  # the base last, so that its 06 builds the ablation table from every variant
+            print(f"seed {s}: {v}", flush=True)
+            reproduce(v, seed=s, project=proj)
+        fig = proj / "figures" / a.preset
+        cols = _read(fig / "06_table_main.json")["all_test_clips"]["columns"]
+        baselines[s] = {c: v["margin"] for c, v in cols.items()}
+        if not a.presets_only:
+            abl = _read(fig / "06_table_ablation.json").get("paired_margins_all_test_clips", {})
+            ablations[s] = {}
+            for variant, columns in abl.items():
+                for c, m in columns.items(): ablations[s].setdefault(c, {})[variant] = m
+    res = dict(preset=a.preset, seeds=a.seeds, world_seed="the preset's data.world_seed (fixed)",
+               mindvideo_minus_baseline=summarise(baselines))
+    if ablations: res["ablation_minus_full"] = summarise(ablations)
+    out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_seeds.json"
+    write_json(res, out)
+    held = [(c, k) for c, d in res["mindvideo_minus_baseline"].items() for k, v in d.items() if v["holds"] == "ahead"]
+    print(f"MinD-Video ahead of a ridge decoder for every seed: {len(held)} of "
+          f"{sum(len(d) for d in res['mindvideo_minus_baseline'].values())} comparisons -> {out}")
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
