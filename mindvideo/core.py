@@ -269,6 +269,9 @@ class ContrastiveConfig(_Section):
 @dataclass
 class DiffusionConfig(_Section):
     "Inflated video UNet and co-training (spec §4)."
+    checkpoint: str = ""  # '' = co-train the video UNet and the fMRI encoder here; 'release' = the authors' checkpoint of each subject (nothing is trained)
+    release_dir: str = ""  # 'release': the folder of the authors' checkpoints, one sub-folder sub{N} per subject; '' = $MINDVIDEO_DATA/pretrains
+    unet_layout: str = "release"  # 'release': temporal attention inside every transformer block, GroupNorm over frames (the authors' network); 'motion': AnimateDiff's motion modules (an option)
     attention: str = "sparse_causal"  # 'sparse_causal' (release: frames i-2, i-1), 'tuneavideo' (first, previous), 'full'
     temporal_attention: bool = True  # zero-initialised temporal attention layers
     num_frames: int = 6  # frames per clip (paper: 6 = 2 s at 3 fps)
@@ -281,7 +284,7 @@ class DiffusionConfig(_Section):
     snapshot_steps: int = 25  # DDIM steps of those figure samples
     snapshot_scale: float = 5.0  # adversarial guidance scale of those figure samples
     def check(self, w):
-        self._in(w, "attention", choices=("sparse_causal", "tuneavideo", "full"))
+        self._in(w, "checkpoint", choices=("", "release")); self._in(w, "unet_layout", choices=("release", "motion")); self._in(w, "attention", choices=("sparse_causal", "tuneavideo", "full"))
         self._in(w, "snapshots", lo=1); self._in(w, "snapshot_steps", lo=1); self._in(w, "snapshot_scale", lo=0.0)
         self._in(w, "mixed_precision", choices=("no", "fp16", "bf16"))
         self._in(w, "num_frames", lo=1); self._in(w, "steps", lo=0); self._in(w, "batch_size", lo=1)
@@ -394,6 +397,23 @@ PRESETS:dict = {
 PRESETS["wen2018_smoke"] = {sec: {**PRESETS["smoke"].get(sec, {}), **changes} for sec, changes in dict(
     data=dict(source="wen2018", fmri_offset=0), mae={}, encoder=dict(out_dim=32), foundation=dict(text_max_len=16),
     contrastive={}, diffusion={}, guidance={}, eval={}).items()}
+
+# the authors' model on Wen 2018: their checkpoint of each subject, sampled with the release's settings; nothing is trained
+PRESETS["wen2018_release"] = dict(
+    data=dict(source="wen2018", frame_size=256, n_train_segments=18, n_test_segments=5, trs_per_segment=240, subjects=(1, 2, 3)),
+    mae={}, encoder=dict(out_tokens=77, out_dim=768), foundation=dict(clip_image_size=224, text_max_len=77), contrastive={},
+    diffusion=dict(checkpoint="release"),
+    guidance=dict(scale=12.5, num_inference_steps=200, seed=3407, batch_size=1),  # the release's eval_all.py settings
+    eval=dict(),
+)
+# the same at 50 DDIM steps in float16 on a GPU: minutes instead of hours (numbers close to, not equal to, the release's)
+PRESETS["wen2018_release_fast"] = {**PRESETS["wen2018_release"], "diffusion": dict(checkpoint="release", mixed_precision="fp16"),
+                                   "guidance": dict(PRESETS["wen2018_release"]["guidance"], num_inference_steps=50, batch_size=8)}
+# the release path at toy size on the tiny release checkpoint (tests/fixtures/release_tiny) in the Wen layout (CI)
+PRESETS["wen2018_release_smoke"] = {**PRESETS["wen2018_release"], "data": dict(PRESETS["wen2018_smoke"]["data"], subjects=(1,)),
+                                    "encoder": dict(out_dim=32), "foundation": dict(text_max_len=16),
+                                    "guidance": dict(PRESETS["wen2018_release"]["guidance"], num_inference_steps=4),
+                                    "eval": dict(n_trials=20)}
 
 ABLATIONS:dict = {
     "no_mae": {"encoder.from_mae": False},
@@ -512,6 +532,7 @@ ASSETS:dict = {
     "clip": ("foundation.clip_path", "clip-vit-large-patch14", "CLIP ViT-L/14, transformers layout"),
     "vit": ("eval.vit_path", "vit-base-patch16-224", "google/vit-base-patch16-224, transformers layout"),
     "videomae": ("eval.videomae_path", "videomae-base-finetuned-kinetics", "MCG-NJU/videomae-base-finetuned-kinetics, transformers layout"),
+    "release": ("diffusion.release_dir", "pretrains", "MinD-Video's released checkpoints, one folder per subject: sub1/, sub2/, sub3/ (the release's pretrains/ layout)"),
 }
 
 def asset_dir(p:Preset, # the preset

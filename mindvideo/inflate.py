@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import inspect
 import shutil
 import time
 from pathlib import Path
@@ -13,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers import DDIMScheduler, ModelMixin, MotionAdapter, UNet2DConditionModel, UNetMotionModel  # ModelMixin: saved pipelines name this module as the UNet's library
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.models.unets.unet_3d_condition import UNet3DConditionOutput
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch import nn
 from tqdm.auto import tqdm
 
 from .core import (ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir,
@@ -24,7 +32,8 @@ from .train import fit, make_accelerator
 
 # %% auto #0
 __all__ = ['PATTERNS', 'frame_index', 'SparseCausalAttnProcessor', 'set_video_attention', 'set_num_frames',
-           'zero_temporal_layers', 'inflate_unet', 'predict_noise', 'set_trainable', 'CoTrainer', 'ddim_sample',
+           'zero_temporal_layers', 'FrameGroupNorm', 'TemporalTransformerBlock', 'MindVideoUNet3DConditionModel',
+           'unet_from_2d', 'inflate_unet', 'predict_noise', 'set_trainable', 'CoTrainer', 'ddim_sample',
            'cotrain_models', 'cotrain_dir', 'cotrain', 'load_video_unet', 'load_cotrained']
 
 # %% ../nbs/04_inflate.ipynb #fa110f02
@@ -137,15 +146,127 @@ def zero_temporal_layers(unet:UNetMotionModel)->UNetMotionModel:
                     if getattr(blk, "pos_embed", None) is not None: blk.pos_embed.pe.zero_()
     return unet
 
+# %% ../nbs/04_inflate.ipynb #a5454068
+class FrameGroupNorm(nn.GroupNorm):
+    "GroupNorm whose statistics pool over the frames of a clip (the release's GroupNorm on 5-D tensors); input (B*F, C, h, w)."
+    num_frames = 1  # frames per clip, set by the UNet before each call
+
+    def forward(self, x:torch.Tensor)->torch.Tensor:
+        f = self.num_frames
+        if f == 1: return super().forward(x)
+        bf, c, h, w = x.shape
+        y = super().forward(x.reshape(bf // f, f, c, h, w).transpose(1, 2))  # (B, C, F, h, w): groups span all frames
+        return y.transpose(1, 2).reshape(bf, c, h, w)
+
+    @classmethod
+    def like(cls, gn:nn.GroupNorm)->"FrameGroupNorm":
+        "A `FrameGroupNorm` with the settings of `gn` (its parameters start at GroupNorm's ones and zeros)."
+        return cls(gn.num_groups, gn.num_channels, gn.eps, gn.affine)
+
+# %% ../nbs/04_inflate.ipynb #0e2f6168
+class TemporalTransformerBlock(BasicTransformerBlock):
+    "`BasicTransformerBlock` plus temporal attention over frames after the feed-forward (`attn_temp`, `norm_temp`; release layout)."
+    num_frames = 1  # frames per clip, set by the UNet before each call
+
+    def __init__(self, dim:int, num_attention_heads:int, attention_head_dim:int, **kwargs):
+        super().__init__(dim, num_attention_heads, attention_head_dim, **kwargs)
+        self.attn_temp = Attention(query_dim=dim, heads=num_attention_heads, dim_head=attention_head_dim,
+                                   bias=kwargs.get("attention_bias", False), upcast_attention=kwargs.get("upcast_attention", False))
+        nn.init.zeros_(self.attn_temp.to_out[0].weight); nn.init.zeros_(self.attn_temp.to_out[0].bias)
+        self.norm_temp = nn.LayerNorm(dim)
+
+    def forward(self, hidden_states:torch.Tensor, *args, **kwargs)->torch.Tensor:
+        x = super().forward(hidden_states, *args, **kwargs)  # (B*F, N, C)
+        bf, n, c = x.shape; f = self.num_frames
+        xt = x.reshape(bf // f, f, n, c).transpose(1, 2).reshape(-1, f, c)  # (B*N, F, C): each position over the frames
+        xt = xt + self.attn_temp(self.norm_temp(xt))
+        return xt.reshape(bf // f, n, f, c).transpose(1, 2).reshape(bf, n, c)
+
+def _temporal_block(tr:Transformer2DModel)->TemporalTransformerBlock:
+    "A fresh `TemporalTransformerBlock` with the settings of `tr`'s blocks."
+    c = tr.config
+    return TemporalTransformerBlock(tr.inner_dim, c.num_attention_heads, c.attention_head_dim, dropout=c.dropout,
+                                    cross_attention_dim=c.cross_attention_dim, activation_fn=c.activation_fn,
+                                    num_embeds_ada_norm=c.num_embeds_ada_norm, attention_bias=c.attention_bias,
+                                    only_cross_attention=c.only_cross_attention, double_self_attention=c.double_self_attention,
+                                    upcast_attention=c.upcast_attention, norm_elementwise_affine=c.norm_elementwise_affine,
+                                    norm_eps=c.norm_eps)
+
+# %% ../nbs/04_inflate.ipynb #aed36d6e
+_BLOCKS_2D = {"CrossAttnDownBlock3D": "CrossAttnDownBlock2D", "DownBlock3D": "DownBlock2D", "CrossAttnUpBlock3D": "CrossAttnUpBlock2D",
+              "UpBlock3D": "UpBlock2D", "UNetMidBlock3DCrossAttn": "UNetMidBlock2DCrossAttn"}
+
+def _video_unet_init(self, *, frame_attention:str="sparse_causal", **kwargs):
+    if frame_attention not in PATTERNS: raise ConfigError(f"frame_attention: expected one of {PATTERNS}, got {frame_attention!r}")
+    for k in ("down_block_types", "up_block_types"):  # the release's 3-D names -> diffusers' 2-D names
+        if k in kwargs: kwargs[k] = tuple(_BLOCKS_2D.get(b, b) for b in kwargs[k])
+    if "mid_block_type" in kwargs: kwargs["mid_block_type"] = _BLOCKS_2D.get(kwargs["mid_block_type"], kwargs["mid_block_type"])
+    UNet2DConditionModel.__init__(self, **kwargs)
+    for m in list(self.modules()):
+        if isinstance(m, Transformer2DModel): m.transformer_blocks = nn.ModuleList([_temporal_block(m) for _ in m.transformer_blocks])
+        if isinstance(m, ResnetBlock2D): m.norm1, m.norm2 = FrameGroupNorm.like(m.norm1), FrameGroupNorm.like(m.norm2)
+    self.conv_norm_out = FrameGroupNorm.like(self.conv_norm_out)
+    set_video_attention(self, frame_attention, num_frames=1)
+
+_sig = inspect.signature(UNet2DConditionModel.__init__)  # what register_to_config records: the 2-D UNet's arguments + frame_attention
+_video_unet_init.__signature__ = _sig.replace(parameters=[*_sig.parameters.values(),
+    inspect.Parameter("frame_attention", inspect.Parameter.KEYWORD_ONLY, default="sparse_causal")])
+
+
+class MindVideoUNet3DConditionModel(UNet2DConditionModel):
+    "The release's video UNet: SD's 2-D UNet per frame, GroupNorm pooled over frames, sparse-causal attn1, temporal attention."
+    __init__ = register_to_config(_video_unet_init)
+
+    def set_num_frames(self, num_frames:int):
+        "Tell the frame-aware parts (GroupNorms, temporal blocks, frame attention) how many frames a clip has."
+        for m in self.modules():
+            if isinstance(m, (FrameGroupNorm, TemporalTransformerBlock)): m.num_frames = int(num_frames)
+        set_num_frames(self, num_frames)
+
+    def forward(self, sample:torch.Tensor, # (B, C, F, h, w) noisy latents
+                timestep, # int, float, 0-d tensor or (B,) tensor
+                encoder_hidden_states:torch.Tensor, # (B, N, D) condition, or (B*F, N, D) already repeated per frame
+                return_dict:bool=True, **kwargs, # further arguments of UNet2DConditionModel.forward
+               ):
+        "Noise prediction (B, C, F, h, w): the 2-D UNet on the frames folded into the batch."
+        if sample.ndim != 5: raise InputError(f"sample: expected (B, C, F, h, w), found shape {tuple(sample.shape)}")
+        b, c, f, h, w = sample.shape
+        e = encoder_hidden_states
+        if e.ndim != 3 or e.shape[0] not in (b, b * f):
+            raise InputError(f"encoder_hidden_states: expected (B={b}, N, D) or (B*F={b * f}, N, D), found shape {tuple(e.shape)}")
+        if e.shape[0] == b: e = e.repeat_interleave(f, dim=0)
+        if torch.is_tensor(timestep) and timestep.ndim == 1 and len(timestep) == b: timestep = timestep.repeat_interleave(f)
+        self.set_num_frames(f)
+        x = sample.transpose(1, 2).reshape(b * f, c, h, w)  # (B*F, C, h, w), clip-major like the release's (b f)
+        out = super().forward(x, timestep, e, **kwargs).sample
+        out = out.reshape(b, f, *out.shape[1:]).transpose(1, 2)  # (B, C, F, h, w)
+        return UNet3DConditionOutput(sample=out) if return_dict else (out,)
+
+# %% ../nbs/04_inflate.ipynb #bc3cf7e8
+def _is_temporal(key:str)->bool: return ".attn_temp." in key or ".norm_temp." in key
+
+def unet_from_2d(unet2d:UNet2DConditionModel, # a text-to-image UNet (SD v1-5 or a stand-in)
+                 frame_attention:str="sparse_causal", # attn1 pattern (release: 'sparse_causal')
+                )->MindVideoUNet3DConditionModel:
+    "Inflate a 2-D UNet to the release's video UNet: its weights per frame, new temporal layers with zero output."
+    if not isinstance(unet2d, UNet2DConditionModel) or isinstance(unet2d, MindVideoUNet3DConditionModel):
+        raise InputError(f"unet2d: expected a diffusers UNet2DConditionModel, found {type(unet2d).__name__}")
+    unet = MindVideoUNet3DConditionModel.from_config({**unet2d.config, "frame_attention": frame_attention})
+    missing, unexpected = unet.load_state_dict(unet2d.state_dict(), strict=False)
+    stray = [k for k in missing if not _is_temporal(k)]
+    if stray or unexpected: raise InputError(f"unet2d: weights do not fit the video UNet: missing {stray[:5]}, unexpected {unexpected[:5]}")
+    return unet.to(device=unet2d.device, dtype=unet2d.dtype)
+
 # %% ../nbs/04_inflate.ipynb #95688e6c
 def inflate_unet(unet2d:UNet2DConditionModel, # the text-to-image UNet (stand-in or SD v1-5)
-                 dcfg, # the preset's `diffusion` section (attention, num_frames), or a Preset
-                 max_frames:int=128, # longest clip the temporal layers accept
-                )->UNetMotionModel:
-    "Inflate a 2D UNet to a video UNet: 2D weights per frame, sparse-causal `attn1`, zero-initialised temporal layers."
+                 dcfg, # the preset's `diffusion` section (unet_layout, attention, num_frames), or a Preset
+                 max_frames:int=128, # longest clip the motion modules accept (layout 'motion')
+                ):
+    "Inflate a 2D UNet to the preset's video UNet: 2D weights per frame, sparse-causal `attn1`, temporal layers that start at zero."
     dcfg = dcfg.diffusion if isinstance(dcfg, Preset) else dcfg
-    if not isinstance(unet2d, UNet2DConditionModel):
+    if not isinstance(unet2d, UNet2DConditionModel) or isinstance(unet2d, MindVideoUNet3DConditionModel):
         raise InputError(f"unet2d: expected a diffusers UNet2DConditionModel, found {type(unet2d).__name__}")
+    if dcfg.unet_layout == "release": return unet_from_2d(unet2d, dcfg.attention)
     c = unet2d.config
     adapter = MotionAdapter(block_out_channels=tuple(c.block_out_channels), motion_layers_per_block=c.layers_per_block,
                             motion_num_attention_heads=tuple(_motion_heads(ch) for ch in c.block_out_channels),
@@ -171,7 +292,7 @@ def predict_noise(unet:UNetMotionModel, # an inflated UNet
 
 # %% ../nbs/04_inflate.ipynb #9cf60735
 def _is_trainable(name:str, temporal_attention:bool)->bool:
-    if ".motion_modules." in name: return temporal_attention
+    if ".motion_modules." in name or ".attn_temp." in name or ".norm_temp." in name: return temporal_attention
     return ".attentions." in name and (".attn1." in name or ".attn2." in name)
 
 def set_trainable(unet:UNetMotionModel, # an inflated UNet
@@ -350,14 +471,18 @@ def cotrain(cfg:Preset|str, # the preset (or its name)
                               cfg.diffusion, out, seed=seed, show=show)
 
 # %% ../nbs/04_inflate.ipynb #d09b0ea2
-def load_video_unet(folder, # a `save_pretrained` folder of an inflated UNet
+_VIDEO_UNETS = {c.__name__: c for c in (MindVideoUNet3DConditionModel, UNetMotionModel)}
+
+def load_video_unet(folder, # a `save_pretrained` folder of an inflated UNet (either layout)
                     attention:str="sparse_causal", # attention pattern of the spatial attn1
                     num_frames:int=6, # frames per clip
-                   )->UNetMotionModel:
-    "`UNetMotionModel.from_pretrained` plus the sparse-causal processors (which are not saved with the weights)."
+                   ):
+    "The video UNet of `folder` (its class from config.json) with the frame attention set (processors are not saved)."
     folder = Path(folder)
     if not (folder/"config.json").is_file(): raise InputError(f"{folder}: expected a diffusers model folder with config.json")
-    return set_video_attention(UNetMotionModel.from_pretrained(folder), attention, num_frames)
+    name = json.loads((folder/"config.json").read_text()).get("_class_name")
+    if name not in _VIDEO_UNETS: raise InputError(f"{folder/'config.json'}: expected _class_name one of {sorted(_VIDEO_UNETS)}, found {name!r}")
+    return set_video_attention(_VIDEO_UNETS[name].from_pretrained(folder, use_safetensors=True), attention, num_frames)
 
 def load_cotrained(cfg:Preset|str, # the preset (or its name)
                    seed:int=0, # seed of the run

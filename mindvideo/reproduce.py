@@ -20,9 +20,9 @@ from .core import ConfigError, atomic_path, cache_dir, find_project, list_notebo
 from .docs import build_docs
 
 # %% auto #0
-__all__ = ['STAGES', 'COMMANDS', 'select_notebooks', 'input_fingerprint', 'recorded_outputs', 'is_up_to_date', 'NotebookFailed',
-           'run_notebook', 'reproduce', 'results_table', 'write_results_table', 'write_constraints', 'run_stage',
-           'stage_summary', 'main']
+__all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
+           'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table',
+           'write_constraints', 'run_stage', 'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 def select_notebooks(nbs:list, only=None, start=None)->list:
@@ -81,6 +81,8 @@ def run_notebook(nb, out_nb, params:dict, cwd, kernel:str="python3"):
                              f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_nb}") from None
 
 # %% ../nbs/00a_reproduce.ipynb #01993c33
+RELEASE_NOTEBOOKS = ("00_core", "06c_authors")  # what a preset with diffusion.checkpoint='release' runs
+
 def reproduce(preset:str="quick", # preset name (optionally +ablation)
               only:list|None=None, # run only these notebooks (names or number prefixes)
               start:str|None=None, # start from this notebook
@@ -95,7 +97,9 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
         from mindvideo.wen2018 import check_assets
         check_assets(cfg)
     proj = find_project(project)
-    nbs = select_notebooks(list_notebooks(proj/"nbs"), only, start)
+    nbs = list_notebooks(proj/"nbs")
+    if cfg.diffusion.checkpoint == "release": nbs = [p for p in nbs if p.stem in RELEASE_NOTEBOOKS]  # the authors' model: nothing to train
+    nbs = select_notebooks(nbs, only, start)
     run_dir = proj/"runs"/preset; fig_root = proj/"figures"; fig_dir = fig_root/preset
     run_dir.mkdir(parents=True, exist_ok=True)
     rec_path = run_dir/"run.json"
@@ -212,6 +216,7 @@ def stage_summary(stage:str, result)->str:
 COMMANDS:dict = {  # command: "module:function(parsed args) -> line to print"
     "sample": "mindvideo.sample:sample_command",
     "convert-release": "mindvideo.release:convert_release_command",
+    "evaluate": "mindvideo.evaluate:evaluate_command",
 }
 
 def main(argv=None)->int:
@@ -244,6 +249,16 @@ def main(argv=None)->int:
     c.add_argument("src", metavar="SRC", help="the release's checkpoint folder (unet/, fmri_encoder/, vae/, scheduler/)")
     c.add_argument("dst", metavar="DST", help="the pipeline folder to write (MindVideoPipeline.from_pretrained loads it)")
     c.add_argument("--num-voxels", type=int, help="the data's padded voxel count (default: fmri_encoder/config.json's)")
+    v = sub.add_parser("evaluate", help="score reconstructions: release GIFs (test{k}.gif) or two folders of clips")
+    v.add_argument("path", metavar="PATH", help="folder of release-format GIFs [GT | pred], or of ground-truth clips with PATH_PRED")
+    v.add_argument("path_pred", metavar="PATH_PRED", nargs="?", help="folder of reconstructions named like PATH's clips (GIF, MP4, .npy)")
+    v.add_argument("--out", required=True, metavar="DIR", help="scores.json, per_clip.csv, table.md, scores.png (replaced)")
+    v.add_argument("--labels", metavar="FILE.npy", help="true category per clip, for label-aware classifiers")
+    v.add_argument("--seg-id", metavar="FILE.npy", help="segment id per clip (the release's test_seg_id)")
+    v.add_argument("--remove-overlap", action="store_true", help="drop clips whose segment id contains '-' (the release's remove_overlap)")
+    v.add_argument("--preset", help="use this preset's classifiers (default: the release's ViT/VideoMAE if found, else EfficientNet-Lite0)")
+    v.add_argument("--n-trials", type=int, default=100, help="random trials of the N-way test per clip (release: 100)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the N-way draws and the chance logits")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":

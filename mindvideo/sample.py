@@ -5,7 +5,6 @@
 # %% ../nbs/05a_sample.ipynb #244d2c09
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

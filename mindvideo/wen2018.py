@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from .core import ASSETS, InputError, Preset, asset_dir, atomic_path, check_arra
 
 # %% auto #0
 __all__ = ['wen_files', 'required_assets', 'missing_assets', 'check_assets', 'preprocess_fmri_run', 'movie_to_clips',
-           'read_cifti', 'convert_wen2018', 'tiny_clip_tokenizer', 'make_tiny_models', 'make_tiny_assets']
+           'read_cifti', 'convert_wen2018', 'tiny_clip_tokenizer', 'make_tiny_models', 'make_tiny_assets',
+           'make_tiny_release_assets']
 
 # %% ../nbs/08_wen2018.ipynb #06a3a26c
 _MODEL_FILES = {
@@ -30,6 +32,7 @@ _WHERE = {
     "clip": "a local copy of openai/clip-vit-large-patch14 (transformers layout, safetensors)",
     "vit": "a local copy of google/vit-base-patch16-224 (transformers layout, safetensors)",
     "videomae": "a local copy of MCG-NJU/videomae-base-finetuned-kinetics (transformers layout, safetensors)",
+    "release": "the MinD-Video release's checkpoint of that subject (its README links them; unpack as pretrains/sub1, ...)",
 }
 
 def wen_files(subjects=(1,), fps:int=3)->list[str]:
@@ -40,9 +43,16 @@ def wen_files(subjects=(1,), fps:int=3)->list[str]:
     for s in subjects: files += [f"{pre}fmri_train_subject{s}.npy", f"{pre}fmri_test_subject{s}.npy"]
     return files
 
+_RELEASE_FILES = ["unet/config.json", "unet/diffusion_pytorch_model.bin|unet/diffusion_pytorch_model.safetensors",
+                  "fmri_encoder/config.json", "fmri_encoder/diffusion_pytorch_model.bin|fmri_encoder/model.pth|fmri_encoder/diffusion_pytorch_model.safetensors",
+                  "vae/config.json", "vae/diffusion_pytorch_model.bin|vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"]
+
 def required_assets(cfg:Preset)->dict:
     "{asset name: (folder, [required files relative to it])} for a real-data preset."
     req = {"wen2018": (asset_dir(cfg, "wen2018"), wen_files(cfg.data.subjects, cfg.data.fps))}
+    if cfg.diffusion.checkpoint == "release":  # the authors' model: their checkpoint per subject, and the classifiers that score it
+        for s in cfg.data.subjects: req[f"release sub{s}"] = (asset_dir(cfg, "release")/f"sub{s}", _RELEASE_FILES)
+        return req | {name: (asset_dir(cfg, name), _MODEL_FILES[name]) for name in ("vit", "videomae")}
     for name, files in _MODEL_FILES.items(): req[name] = (asset_dir(cfg, name), files)
     return req
 
@@ -52,12 +62,13 @@ def missing_assets(cfg:Preset)->list[str]:
     out = []
     if cfg.data.source != "wen2018": return out
     for name, (folder, files) in required_assets(cfg).items():
-        key = ASSETS[name][0]
+        asset = name.split()[0]; key = ASSETS[asset][0]
         miss = [f for f in files if not any((folder/alt).is_file() for alt in f.split("|"))]
         if not folder.is_dir():
-            out.append(f"{name}: folder {folder} not found (set {key} or $MINDVIDEO_DATA); expected {', '.join(files)}; get {_WHERE[name]}")
+            out.append(f"{name}: folder {folder} not found (set {key} or $MINDVIDEO_DATA); expected {', '.join(files)}; get {_WHERE[asset]}")
         elif miss:
-            out.append(f"{name}: {folder} lacks {', '.join(miss)}; get {_WHERE[name]}")
+            out.append(f"{name}: {folder} lacks {', '.join(miss)}; get {_WHERE[asset]}")
+    if cfg.diffusion.checkpoint == "release": return out  # nothing is trained: no HCP data, no MAE weights
     if not cfg.mae.pretrained_path:
         from mindvideo.data import _hcp_folder
         hcp = _hcp_folder(cfg)
@@ -233,4 +244,19 @@ def make_tiny_assets(folder, # becomes $MINDVIDEO_DATA for the wen2018_smoke pre
         with atomic_path(sub/"HCP_visual_voxel.npz") as tmp:
             with open(tmp, "wb") as fh: np.savez(fh, **{f"V{k + 1}": np.repeat(r, 10, axis=0) for k, r in enumerate(rois)})
     paths["hcp"] = folder/"HCP"/"npz"
+    return paths
+
+def make_tiny_release_assets(folder, # becomes data.data_dir (or $MINDVIDEO_DATA) of the wen2018_release_smoke preset
+                             checkpoint, # a release checkpoint folder, e.g. tests/fixtures/release_tiny/checkpoint
+                             seed:int=0)->dict:
+    "The authors'-model path at toy size: Wen-layout data with the checkpoint's voxel count, the checkpoint as pretrains/sub1, tiny ViT/VideoMAE."
+    from mindvideo.data import load_world, save_wen_layout
+    folder = Path(folder); checkpoint = Path(checkpoint)
+    enc = json.loads((checkpoint/"fmri_encoder"/"config.json").read_text())
+    V = int(enc.get("num_voxels", 0))  # the encoder's padded voxel count fixes the data's: V - patch + 1 .. V raw voxels
+    world = load_world(load_preset("smoke", {"data.n_voxels": V - int(enc.get("patch_size", 16)) + 4}), seed)
+    paths = make_tiny_models(folder, frame_size=world.video_test.shape[-2], seed=seed)
+    paths["wen2018"] = save_wen_layout(world, folder).parent  # data.data_dir: the models sit beside preprocessed/
+    paths["release"] = folder/"pretrains"
+    shutil.copytree(checkpoint, paths["release"]/"sub1", dirs_exist_ok=True)
     return paths

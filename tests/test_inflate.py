@@ -31,8 +31,20 @@ def unet2d():
 
 @pytest.fixture(scope="module")
 def vunet(unet2d):
+    "The default video UNet: the release layout."
     torch.manual_seed(0)
     return inflate_unet(unet2d, dcfg()).eval()
+
+
+@pytest.fixture(scope="module")
+def munet(unet2d):
+    "The motion-module option (AnimateDiff layout)."
+    torch.manual_seed(0)
+    return inflate_unet(unet2d, dcfg(unet_layout="motion")).eval()
+
+
+def _temporal(name):
+    return ".motion_modules." in name or ".attn_temp." in name or ".norm_temp." in name
 
 
 def per_frame_2d(u2, lat, t, cond):
@@ -114,15 +126,21 @@ def test_processors_only_on_spatial_attn1(vunet):
     assert all(not isinstance(v, SparseCausalAttnProcessor) for k, v in procs.items() if "motion_modules" in k or "attn2" in k)
 
 
-def test_identity_at_init_per_frame_attention(unet2d, vunet):
+def test_default_layout_is_the_release(vunet):
+    assert type(vunet).__name__ == "MindVideoUNet3DConditionModel" and load_preset("quick").diffusion.unet_layout == "release"
+    assert any(".attn_temp.to_q." in n for n, _ in vunet.named_parameters()) and not any(".motion_modules." in n for n, _ in vunet.named_parameters())
+
+
+def test_identity_at_init_per_frame_attention(unet2d, munet):
+    "The motion option, whose norms are per frame, is the 2-D UNet on any clip when attn1 stays within the frame."
     torch.manual_seed(1)
     lat, cond = torch.randn(2, 4, 6, 8, 8), torch.randn(2, 5, 32)
     with torch.no_grad():
         ref = per_frame_2d(unet2d, lat, 10, cond)
-        set_video_attention(vunet, "frame", 6)
-        torch.testing.assert_close(predict_noise(vunet, lat, 10, cond), ref, atol=1e-5, rtol=1e-5)
-        set_video_attention(vunet, "sparse_causal", 6)
-        sc = predict_noise(vunet, lat, torch.tensor([10, 10]), cond)
+        set_video_attention(munet, "frame", 6)
+        torch.testing.assert_close(predict_noise(munet, lat, 10, cond), ref, atol=1e-5, rtol=1e-5)
+        set_video_attention(munet, "sparse_causal", 6)
+        sc = predict_noise(munet, lat, torch.tensor([10, 10]), cond)
     torch.testing.assert_close(sc[:, :, 0], ref[:, :, 0], atol=1e-5, rtol=1e-5)  # frame 0 sees only itself
     assert (sc[:, :, 2:] - ref[:, :, 2:]).abs().max() > 1e-3  # later frames see their predecessors, not themselves
 
@@ -152,28 +170,32 @@ def test_inflate_rejects_non_unet():
 
 # ---- what trains -------------------------------------------------------------------------------------------------
 
-def test_trainable_and_frozen(unet2d):
-    u = set_trainable(inflate_unet(unet2d, dcfg()), temporal_attention=True)
+@pytest.mark.parametrize("layout", ["release", "motion"])
+def test_trainable_and_frozen(unet2d, layout):
+    u = set_trainable(inflate_unet(unet2d, dcfg(unet_layout=layout)), temporal_attention=True)
     train = {n for n, p in u.named_parameters() if p.requires_grad}
     frozen = {n for n, p in u.named_parameters() if not p.requires_grad}
     assert train and frozen
     for n in train:
-        assert ".motion_modules." in n or (".attentions." in n and (".attn1." in n or ".attn2." in n)), n
+        assert _temporal(n) or (".attentions." in n and (".attn1." in n or ".attn2." in n)), n
     for n in frozen:
-        assert ".motion_modules." not in n and not (".attn1." in n or ".attn2." in n), n
+        assert not _temporal(n) and not (".attn1." in n or ".attn2." in n), n
+    assert any(_temporal(n) for n in train)
     for key in ("attn1.to_q", "attn1.to_k", "attn2.to_q", "attn2.to_v", "attn2.to_out"):
         assert any(key in n for n in train), key
     for key in ("conv_in", "conv_out", "time_embedding", "resnets", ".ff.", "norm1", "proj_in"):
         assert any(key in n for n in frozen), key
     u = set_trainable(u, temporal_attention=False)  # ablation: temporal layers frozen at zero
-    assert not any(p.requires_grad for n, p in u.named_parameters() if ".motion_modules." in n)
+    assert not any(p.requires_grad for n, p in u.named_parameters() if _temporal(n))
     assert any(p.requires_grad for n, p in u.named_parameters() if ".attn1." in n)
 
 
-def test_temporal_output_projections_start_at_zero(vunet):
-    outs = [m.proj_out for m in vunet.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+def test_temporal_output_projections_start_at_zero(vunet, munet):
+    outs = [m.attn_temp.to_out[0] for m in vunet.modules() if hasattr(m, "attn_temp")]  # release layout
     assert outs and all(o.weight.abs().max() == 0 and o.bias.abs().max() == 0 for o in outs)
-    pes = [b.pos_embed.pe for m in vunet.modules() if type(m).__name__ == "AnimateDiffTransformer3D" for b in m.transformer_blocks]
+    outs = [m.proj_out for m in munet.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    assert outs and all(o.weight.abs().max() == 0 and o.bias.abs().max() == 0 for o in outs)
+    pes = [b.pos_embed.pe for m in munet.modules() if type(m).__name__ == "AnimateDiffTransformer3D" for b in m.transformer_blocks]
     assert all(pe.abs().max() == 0 for pe in pes)  # no temporal position encoding (release)
 
 

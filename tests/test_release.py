@@ -10,8 +10,9 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from mindvideo.core import ConfigError, InputError
-from mindvideo.release import (UNUSED_ENCODER_KEYS, MindVideoUNet3DConditionModel, check_state_dict, convert_release,
-                               load_release, load_release_encoder, load_release_unet, load_weights, unet_from_2d)
+from mindvideo.inflate import MindVideoUNet3DConditionModel, unet_from_2d
+from mindvideo.release import (UNUSED_ENCODER_KEYS, check_state_dict, convert_release, load_release, load_release_encoder,
+                               load_release_unet, load_weights)
 from mindvideo.pipeline import MindVideoPipeline
 
 FIXTURE = Path(__file__).parent/"fixtures"/"release_tiny"
@@ -71,7 +72,7 @@ def test_guided_video_from_release_folder(ref):
 def test_guided_video_after_convert_release(ref, tmp_path):
     dst = convert_release(CKPT, tmp_path/"converted")
     index = json.loads((dst/"model_index.json").read_text())
-    assert index["unet"] == ["mindvideo.release", "MindVideoUNet3DConditionModel"]
+    assert index["unet"] == ["mindvideo.inflate", "MindVideoUNet3DConditionModel"]  # the network lives in 04_inflate
     assert index["fmri_encoder"] == ["mindvideo.mae", "FMRIEncoder"] and index["vae_scale"] == 0.18215
     assert not list(dst.rglob("*.bin")) and len(list(dst.rglob("*.safetensors"))) == 3
     pipe = MindVideoPipeline.from_pretrained(dst)

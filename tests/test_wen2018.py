@@ -115,3 +115,12 @@ def test_runner_checks_assets_before_any_notebook(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"missing 6 asset\(s\)"):
         reproduce("wen2018", project=root)
     assert not (root / "runs" / "wen2018" / "run.json").exists()
+
+
+def test_release_preset_lists_its_own_assets(tmp_path, monkeypatch):
+    "The authors'-model preset needs the data, a checkpoint per subject and the two classifiers, and nothing to train with."
+    monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
+    miss = missing_assets(load_preset("wen2018_release"))
+    names = [m.split(":")[0] for m in miss]
+    assert names == ["wen2018", "release sub1", "release sub2", "release sub3", "vit", "videomae"], names
+    assert str(tmp_path / "pretrains" / "sub2") in miss[2]
