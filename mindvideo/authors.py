@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import Preset, asset_dir, get_device, load_preset, write_json
+from .core import Preset, asset_dir, get_device, load_preset
 from .data import load_dataset
 from .eval import videomae_classifier, vit_classifier
 from .evaluate import evaluate_folder, write_release_gif

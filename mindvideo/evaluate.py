@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import csv
-import io
-import json
 import re
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import InputError, asset_dir, atomic_path, load_npy, load_preset, write_json
-from .eval import (chance_scores, clip_similarity, imagenet_classifier, load_classifiers, markdown_table,
+from .eval import (chance_scores, imagenet_classifier, load_classifiers, markdown_table,
                             score_method, ssim_frames, summarize_scores, videomae_classifier, vit_classifier)
 
 # %% auto #0

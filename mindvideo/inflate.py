@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from einops import rearrange, repeat
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, ModelMixin, MotionAdapter, UNet2DConditionModel, UNetMotionModel  # ModelMixin: saved pipelines name this module as the UNet's library
@@ -234,12 +235,12 @@ class MindVideoUNet3DConditionModel(UNet2DConditionModel):
         e = encoder_hidden_states
         if e.ndim != 3 or e.shape[0] not in (b, b * f):
             raise InputError(f"encoder_hidden_states: expected (B={b}, N, D) or (B*F={b * f}, N, D), found shape {tuple(e.shape)}")
-        if e.shape[0] == b: e = e.repeat_interleave(f, dim=0)
+        if e.shape[0] == b: e = repeat(e, "b n d -> (b f) n d", f=f)
         if torch.is_tensor(timestep) and timestep.ndim == 1 and len(timestep) == b: timestep = timestep.repeat_interleave(f)
         self.set_num_frames(f)
-        x = sample.transpose(1, 2).reshape(b * f, c, h, w)  # (B*F, C, h, w), clip-major like the release's (b f)
+        x = rearrange(sample, "b c f h w -> (b f) c h w")  # clip-major, like the release's (b f)
         out = super().forward(x, timestep, e, **kwargs).sample
-        out = out.reshape(b, f, *out.shape[1:]).transpose(1, 2)  # (B, C, F, h, w)
+        out = rearrange(out, "(b f) c h w -> b c f h w", b=b)
         return UNet3DConditionOutput(sample=out) if return_dict else (out,)
 
 # %% ../nbs/04_inflate.ipynb #bc3cf7e8
@@ -288,7 +289,7 @@ def predict_noise(unet:UNetMotionModel, # an inflated UNet
         raise InputError(f"cond: expected (B={latents.shape[0]}, N, D), found shape {tuple(cond.shape)}")
     nf = latents.shape[2]
     set_num_frames(unet, nf)
-    return unet(latents, t, encoder_hidden_states=cond.repeat_interleave(nf, dim=0)).sample
+    return unet(latents, t, encoder_hidden_states=repeat(cond, "b n d -> (b f) n d", f=nf)).sample
 
 # %% ../nbs/04_inflate.ipynb #9cf60735
 def _is_trainable(name:str, temporal_attention:bool)->bool:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from einops import rearrange
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,10 +105,10 @@ class BlockTemp(nn.Module):
         x = x + a
         tp = None
         if self.temporal:
-            Bw, L, C = x.shape; B = Bw // window_size
-            xt = x.reshape(B, window_size, L, C).transpose(1, 2).reshape(B * L, window_size, C)
+            L = x.shape[1]
+            xt = rearrange(x, "(b w) l c -> (b l) w c", w=window_size)  # each token position attends over the window
             a, tp = self.attn_temp(self.norm_temp(xt), return_attn)
-            x = (xt + a).reshape(B, L, window_size, C).transpose(1, 2).reshape(Bw, L, C)
+            x = rearrange(xt + a, "(b l) w c -> (b w) l c", l=L)
         x = x + self.mlp(self.norm2(x))
         return x, (sp, tp)
 
@@ -313,7 +314,7 @@ class FMRIEncoder(ModelMixin, ConfigMixin):
     def _backbone(self, fmri, return_attn=False, keep_tokens=None):
         self._check(fmri)
         B, w, V = fmri.shape; L = self.num_patches
-        x = self.patch_embed(fmri.reshape(B * w, V)) + self.pos_embed[:, 1:]
+        x = self.patch_embed(rearrange(fmri, "b w v -> (b w) v")) + self.pos_embed[:, 1:]  # frames folded into the batch
         if keep_tokens is not None:  # token dropout: the backbone sees only the kept patches, the same ones in every frame
             self._check_keep(keep_tokens, B)
             idx = keep_tokens.to(x.device).repeat_interleave(w, 0)[..., None].expand(-1, -1, x.shape[-1])
@@ -327,7 +328,7 @@ class FMRIEncoder(ModelMixin, ConfigMixin):
         x = self.norm(x)
         if keep_tokens is not None:  # dropped patches enter the head as zeros, kept ones scaled by L/K (inverted dropout)
             x = x.new_zeros(B * w, L, x.shape[-1]).scatter(1, idx, x * (L / idx.shape[1]))
-        return x.reshape(B, w * L, -1), attns
+        return rearrange(x, "(b w) l d -> b (w l) d", b=B), attns
 
     def encode_features(self, fmri:torch.Tensor, # (B, w, V_pad) windows of fMRI frames
                         keep_tokens:torch.Tensor|None=None, # (B, K) patch indices each window keeps (token dropout); None = all

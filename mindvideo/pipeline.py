@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from einops import rearrange
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, PNDMScheduler
 from diffusers.utils import BaseOutput
@@ -198,9 +199,9 @@ class MindVideoPipeline(DiffusionPipeline):
     def decode_latents(self, latents:torch.Tensor, chunk:int=16)->torch.Tensor:
         "Per-frame VAE decode: (B, C, F, h, w) -> (B, F, 3, H, W) in [0, 1]."
         b, c, f, h, w = latents.shape
-        z = (latents / self.latent_scale).permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w).to(self.vae.dtype)
+        z = rearrange(latents / self.latent_scale, "b c f h w -> (b f) c h w").to(self.vae.dtype)
         x = torch.cat([self.vae.decode(z[i:i + chunk]).sample for i in range(0, len(z), chunk)])
-        return (x / 2 + 0.5).clamp(0, 1).float().reshape(b, f, *x.shape[1:])
+        return rearrange((x / 2 + 0.5).clamp(0, 1).float(), "(b f) c h w -> b f c h w", b=b)
 
     @torch.no_grad()
     def __call__(self, fmri=None, # (B, w, V) fMRI windows

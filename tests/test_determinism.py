@@ -72,8 +72,8 @@ def _project_copy(dst: Path) -> Path:
 
 
 def test_two_cold_smoke_reproductions_are_the_same(tmp_path):
-    "Every notebook on smoke, twice, at once (one thread each), in separate processes, caches and hash seeds: the same
-    metrics JSON and the same weights of every stage."
+    """Every notebook on smoke, twice, at once (one thread each), in separate processes, caches and hash seeds: the same
+    metrics JSON and the same weights of every stage."""
     projs = [_project_copy(tmp_path / f"p{i}") for i in (1, 2)]
     procs = [subprocess.Popen([sys.executable, "-m", "mindvideo", "reproduce", "--preset", "smoke"], cwd=p,
                               env={**_env(tmp_path / f"c{i}", i), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
