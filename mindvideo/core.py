@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import math
 import os
 import platform
 import random
@@ -29,8 +30,9 @@ import numpy as np
 __all__ = ['PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy', 'atomic_path', 'write_json',
            'DataConfig', 'MAEConfig', 'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig',
            'GuidanceConfig', 'EvalConfig', 'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir',
-           'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'git_commit',
-           'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
+           'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'hcp_dir',
+           'files_fingerprint', 'data_fingerprint', 'git_commit', 'stage_lock', 'record_output', 'save_fig',
+           'environment', 'save_metrics']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -73,10 +75,16 @@ def load_npy(path, # .npy file to read
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0: raise InputError(f"{path}: expected a .npy array, found an empty file")
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY": raise InputError(f"{path}: expected a .npy array (it starts with \\x93NUMPY), found another kind of file")
     try:
         a = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as e:
-        raise InputError(f"{path}: expected a numeric or string array, found an object array ({e})") from None
+        if "allow_pickle" in str(e): raise InputError(f"{path}: expected a numeric or string array, found an object array") from None
+        raise InputError(f"{path}: expected a .npy array, found a truncated or malformed file ({e})") from None
+    except (EOFError, OSError) as e:
+        raise InputError(f"{path}: expected a .npy array, found a truncated or unreadable file ({type(e).__name__}: {e})") from None
     return check_array(a, str(path), shape=shape, finite=finite and not mmap)
 
 # %% ../nbs/00_core.ipynb #8155d222
@@ -143,6 +151,8 @@ class _Section:
                 raise ConfigError(f"unknown key {where}.{k}; {where} accepts: {', '.join(names)}")
             if not _type_ok(v, hints[k]):
                 _fail(f"{where}.{k}", f"a value of type {hints[k]}", v)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, (tuple, list)) else (v,))):
+                _fail(f"{where}.{k}", "a finite number", v)
         obj = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
         obj.check(where)
         return obj
@@ -492,9 +502,9 @@ def stage_dir(p:Preset, # the preset
               *sections:str, # preset sections the stage depends on
               seed:int=0, # seed of the run
              )->Path:
-    "Cache folder of one stage's artifacts: <cache>/<stage>/<hash of sections, seed and the code that makes it>."
+    "Cache folder of one stage's artifacts: <cache>/<stage>/<hash of sections, seed, the code that makes it and the files it may read>."
     maker = _STAGE_MAKERS.get(stage) or inspect.currentframe().f_back.f_globals.get("__name__", "")  # unknown stage: the caller's module
-    return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker)])}"
+    return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker), data_fingerprint(p)])}"
 
 # which module makes each cached stage: the folder of a stage is the same whoever asks for it (the stage itself, a test, a notebook)
 _STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.data", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
@@ -546,6 +556,39 @@ def asset_dir(p:Preset, # the preset
     if val: return Path(val).expanduser()
     root = Path(p.data.data_dir).expanduser() if name != "wen2018" and p.data.data_dir else data_dir()
     return root/default
+
+def hcp_dir(p:Preset)->Path:
+    "<data.data_dir or data_dir()>/HCP/npz: the unlabeled fMRI of masked brain modelling (MinD-Vis layout)."
+    return Path(p.data.data_dir or data_dir()).expanduser()/"HCP"/"npz"
+
+_FP_WHOLE = 3 << 20  # files up to 3 MiB are hashed whole; larger ones by three 1-MiB samples, plus their size and mtime
+
+@functools.lru_cache(maxsize=65536)
+def _file_fingerprint(path:str, size:int, mtime_ns:int)->str:
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        if size <= _FP_WHOLE: h.update(fh.read())
+        else:
+            h.update(str(mtime_ns).encode())  # an edit between the samples still changes the key
+            for off in (0, size // 2, size - (1 << 20)): fh.seek(off); h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+def files_fingerprint(*paths)->str:
+    "Hash of the files under `paths` (files or folders; a missing one counts as absent): relative names and contents."
+    h = hashlib.sha256()
+    for root in map(lambda x: Path(x).expanduser(), paths):
+        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")) if root.is_dir() else []
+        h.update(b"\0absent" if not files else b"\0present")
+        for f in files:
+            st = f.stat()
+            h.update(str(f.relative_to(root) if f != root else f.name).encode()); h.update(_file_fingerprint(str(f), st.st_size, st.st_mtime_ns).encode())
+    return h.hexdigest()[:12]
+
+def data_fingerprint(p:Preset)->str:
+    "Fingerprint of every file a real-data preset may read (data, HCP fMRI, model and checkpoint folders, MAE weights); '' for the synthetic world."
+    if p.data.source != "wen2018": return ""
+    paths = [asset_dir(p, n) for n in ASSETS] + [hcp_dir(p)] + ([p.mae.pretrained_path] if p.mae.pretrained_path else [])
+    return files_fingerprint(*paths)
 
 # %% ../nbs/00_core.ipynb #19182a38
 def git_commit(path=".")->str:

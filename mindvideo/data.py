@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, data_dir, load_npy,
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, data_dir, hcp_dir, load_npy,
                             load_preset, stage_dir, write_json)
 
 # %% auto #0
@@ -661,7 +661,12 @@ def _read_fmri(path:Path, n_voxels:int|None=None)->np.ndarray:
     if x.ndim != 3: raise InputError(f"{path}: expected shape (segments, TRs, voxels), found {x.shape}")
     if x.dtype.kind not in "fiu": raise InputError(f"{path}: expected a numeric array, found dtype {x.dtype}")
     if n_voxels is not None and x.shape[-1] != n_voxels: raise InputError(f"{path}: expected {n_voxels} voxels as the other split, found {x.shape[-1]}")
-    return check_array(x, str(path)).astype(np.float32)
+    if 0 in x.shape: raise InputError(f"{path}: expected fMRI values, found an empty array of shape {x.shape}")
+    x = check_array(x, str(path))
+    with np.errstate(over="ignore"): y = x.astype(np.float32)
+    if not np.isfinite(y).all(): raise InputError(f"{path}: expected values that fit float32, found magnitudes up to {np.abs(x).max():.3g}")
+    if float(y.std()) == 0.0: raise InputError(f"{path}: expected varying fMRI values, found every value equal to {float(y.flat[0])} (z-scoring would divide by zero)")
+    return y
 
 # %% ../nbs/01a_layouts.ipynb #8b7bb1ec
 def wen_file_names(fps:int=3, # frame rate in the file names (release: 3)
@@ -694,8 +699,8 @@ def _wen_folder(cfg:Preset)->Path:
     return asset_dir(cfg, "wen2018")/"preprocessed"
 
 def _hcp_folder(cfg:Preset)->Path:
-    "<cfg.data.data_dir or core.data_dir()>/HCP/npz, the MinD-Vis layout."
-    return Path(cfg.data.data_dir or data_dir()).expanduser()/"HCP"/"npz"
+    "<cfg.data.data_dir or core.data_dir()>/HCP/npz, the MinD-Vis layout (`core.hcp_dir`)."
+    return hcp_dir(cfg)
 
 def _need(folder:Path, name:str)->Path:
     p = folder/name
@@ -720,6 +725,9 @@ def read_wen_split(folder, # the `preprocessed` folder
     S, T = video.shape[:2]
     text = load_npy(ft, finite=False)
     if text.dtype.kind not in "US": raise InputError(f"{ft}: expected a string array, found dtype {text.dtype}")
+    if text.dtype.kind == "S":  # bytes captions: UTF-8 text, never the repr "b'...'"
+        try: text = np.char.decode(text, "utf-8")
+        except UnicodeDecodeError as e: raise InputError(f"{ft}: expected UTF-8 captions, found bytes that are not ({e})") from None
     if text.shape != (S, T, frames_per_tr):
         raise InputError(f"{ft}: expected shape {(S, T, frames_per_tr)} (one caption per frame of {fv.name}), found {text.shape}")
     fmri = _read_fmri(ff)
@@ -811,10 +819,11 @@ def process_voxel_ts(v:np.ndarray, # (T, V) voxel time series of one subject
                      patch_size:int=16, # patch size
                      t:float=8, # seconds averaged per sample
                      tr:float=0.75, # TR the release assumes
+                     name:str="voxel time series", # the file (and key) it came from, for errors
                     )->np.ndarray:
     "MinD-Vis: average `t`-second windows, wrap-pad, one scalar z-score."
     n = int(t // tr)
-    if len(v) < n: raise InputError(f"voxel time series: expected at least {n} frames, found {len(v)}")
+    if len(v) < n: raise InputError(f"{name}: expected at least {n} frames ({t:g} s at TR {tr:g} s), found {len(v)}")
     x = np.concatenate([c.mean(0, keepdims=True) for c in np.array_split(v, len(v) // n, axis=0)])
     return normalize(pad_to_patch_size(x, patch_size))
 
@@ -835,10 +844,13 @@ def load_hcp_npz(folder, # data/HCP/npz
             if missing: raise InputError(f"{f}: expected keys {list(rois)}, found {npz.files}")
             try: parts = [np.asarray(npz[k]) for k in rois]
             except ValueError as e: raise InputError(f"{f}: expected numeric arrays, found an object array ({e})") from None
+            except Exception as e: raise InputError(f"{f}: expected a readable .npz, a member could not be read ({type(e).__name__}: {e})") from None
         for k, a in zip(rois, parts):
+            if a.dtype.kind not in "fiu": raise InputError(f"{f}[{k}]: expected a numeric array, found dtype {a.dtype}")
             check_array(a, f"{f}[{k}]", ndim=2)
             if len(a) != len(parts[0]): raise InputError(f"{f}[{k}]: expected {len(parts[0])} frames as {rois[0]}, found {len(a)}")
-        out.append(process_voxel_ts(np.concatenate(parts, axis=-1), patch_size))
+        if sum(a.shape[1] for a in parts) == 0: raise InputError(f"{f}: expected voxels in {list(rois)}, found 0 columns")
+        out.append(process_voxel_ts(np.concatenate(parts, axis=-1), patch_size, name=str(f)))
     if not out: raise InputError(f"{folder}: expected at least one <subject>/HCP_visual_voxel.npz, found none")
     return out
 

@@ -220,7 +220,7 @@ def vit_classifier(path, # local folder in the google/vit-base-patch16-224 layou
     "The frame-based classifier of the paper: ViTForImageClassification + ViTImageProcessor from a local folder."
     from transformers import ViTForImageClassification, ViTImageProcessor
     p = _check_model_dir(path, "vit_path")
-    model = ViTForImageClassification.from_pretrained(p).to(device).eval()
+    model = ViTForImageClassification.from_pretrained(p, use_safetensors=True).to(device).eval()
     proc = ViTImageProcessor.from_pretrained(p)
     def fn(frames):
         px = proc(images=list(frames), return_tensors="pt")["pixel_values"].to(device, model.dtype)
@@ -235,7 +235,7 @@ def videomae_classifier(path, # local folder in the MCG-NJU/videomae-base-finetu
     "The video-based classifier of the paper: VideoMAEForVideoClassification(num_frames=6) + VideoMAEImageProcessor."
     from transformers import VideoMAEForVideoClassification, VideoMAEImageProcessor
     p = _check_model_dir(path, "videomae_path")
-    model = VideoMAEForVideoClassification.from_pretrained(p, num_frames=num_frames).to(device).eval()
+    model = VideoMAEForVideoClassification.from_pretrained(p, num_frames=num_frames, use_safetensors=True).to(device).eval()
     proc = VideoMAEImageProcessor.from_pretrained(p)
     def fn(clips):
         if clips.shape[1] != num_frames: raise InputError(f"videos: expected {num_frames} frames per clip, got {clips.shape[1]}")

@@ -13,14 +13,16 @@ import imageio.v3 as iio
 import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
+from transformers import CLIPImageProcessor, CLIPModel
 
 from .core import InputError, asset_dir, atomic_path, load_npy, load_preset, write_json
+from .foundation import Foundation, encode_images, load_foundation
 from .eval import (chance_scores, imagenet_classifier, load_classifiers, markdown_table,
                             score_method, ssim_frames, summarize_scores, videomae_classifier, vit_classifier)
 
 # %% auto #0
-__all__ = ['PAD', 'write_release_gif', 'read_frames', 'split_release_gif', 'read_clips', 'find_classifiers', 'evaluate_clips',
-           'evaluate_folder', 'evaluate_command']
+__all__ = ['PAD', 'write_release_gif', 'read_frames', 'split_release_gif', 'read_clips', 'find_classifiers', 'find_clip_embed',
+           'evaluate_clips', 'evaluate_folder', 'evaluate_command']
 
 # %% ../nbs/06b_evaluate.ipynb #f7661f06
 PAD = 2  # torchvision make_grid's padding in the release's save_videos_grid
@@ -124,6 +126,20 @@ def find_classifiers(preset:str|None=None, # a preset whose classifiers to use (
                  else imagenet_classifier(224, device))
     return found
 
+def find_clip_embed(preset:str|None=None, # a preset whose CLIP to use (its stand-in on synthetic worlds)
+                    device:str="cpu", seed:int=0,
+                   )->tuple:
+    "(embed, description) for the 'clip' column: the preset's CLIP, else CLIP ViT-L/14 when its folder is under $MINDVIDEO_DATA, else (None, None)."
+    if preset is not None: fd = load_foundation(preset, seed=seed, device=device)
+    else:
+        p = asset_dir(load_preset("wen2018"), "clip")
+        if not (p/"config.json").is_file(): return None, None
+        clip = CLIPModel.from_pretrained(p, use_safetensors=True).to(device).eval(); ip = CLIPImageProcessor.from_pretrained(p)
+        size = (ip.crop_size or {}).get("height") or clip.config.vision_config.image_size
+        fd = Foundation(clip=clip, tokenizer=None, vae=None, unet=None, scheduler=None, vae_scale=1.0,  # only the image tower is used
+                        image_mean=tuple(ip.image_mean), image_std=tuple(ip.image_std), image_size=int(size), path=str(p))
+    return (lambda x: encode_images(fd, x)), f"CLIP image embeddings, cosine per frame ({Path(fd.path.split('|')[0]).name})"
+
 def evaluate_clips(clips:dict, # from `read_clips`: names, gt, pred (and gt_half, pred_half)
                    classifiers:list, # mindvideo.eval.Classifier list
                    labels=None, # (N,) true categories for label-aware classifiers; None = unknown
@@ -164,7 +180,8 @@ def evaluate_folder(path, # release GIF folder (test{k}.gif), or ground-truth fo
                     remove_overlap:bool=False, # drop clips whose segment id contains '-' (the release's remove_overlap)
                     preset:str|None=None, # use this preset's classifiers (see `find_classifiers`)
                     n_ways=(2, 50), n_trials:int=100, top_k:int=1, seed:int=0, # the N-way top-K test
-                    embed=None, # CLIP image embedding for the 'clip' column; None = none
+                    embed=None, # CLIP image embedding for the 'clip' column; None = `find_clip_embed` when `clip`
+                    clip:bool=True, # look for a CLIP (the preset's, or a CLIP folder under $MINDVIDEO_DATA) when `embed` is None
                     device:str="cpu", # torch device of the classifiers
                     classifiers:list|None=None, # explicit classifiers (overrides `preset`)
                    )->dict:
@@ -182,12 +199,15 @@ def evaluate_folder(path, # release GIF folder (test{k}.gif), or ground-truth fo
         clips = {k: (np.asarray(v)[keep] if k != "names" else [x for x, m in zip(v, keep) if m]) for k, v in clips.items()}
         labels = None if labels is None else labels[keep]
     classifiers = classifiers if classifiers is not None else find_classifiers(preset, clips["gt"].shape[1], device, seed)
+    clip_desc = "the given embedding" if embed is not None else None
+    if embed is None and clip: embed, clip_desc = find_clip_embed(preset, device, seed)
     res = evaluate_clips(clips, classifiers, labels, n_ways, n_trials, top_k, seed, embed)
     per_clip, chance = res["per_clip"], res["chance"]
     report = dict(settings=dict(mode="release GIFs" if path_pred is None else "two folders", n_clips=len(clips["names"]),
                                 removed_overlap=bool(remove_overlap), n_ways=list(n_ways), n_trials=n_trials, top_k=top_k, seed=seed,
                                 frames=int(clips["gt"].shape[1]), frame_size=list(clips["gt"].shape[2:4])),
                   classifiers={c.name: dict(kind=c.kind, n_classes=c.n_classes, description=c.description) for c in classifiers},
+                  clip=clip_desc,
                   scores={k: _mean_se(v) for k, v in per_clip.items()}, chance={k: _mean_se(v) for k, v in chance.items()},
                   clips=clips["names"])
     if out is not None:
@@ -197,7 +217,7 @@ def evaluate_folder(path, # release GIF folder (test{k}.gif), or ground-truth fo
                 w = csv.writer(fh); keys = list(per_clip); w.writerow(["clip", *keys])
                 for i, name in enumerate(clips["names"]): w.writerow([name, *(f"{float(per_clip[k][i]):.6f}" for k in keys)])
             summary = {"chance": summarize_scores(chance, n_trials), "reconstructions": summarize_scores(per_clip, n_trials)}
-            notes = [f"{c.name}: {c.description}" for c in classifiers] + \
+            notes = [f"{c.name}: {c.description}" for c in classifiers] + ([f"CLIP: {clip_desc}"] if clip_desc else []) + \
                     ["SSIM: on the aligned frames; SSIM_release (scores.json): on the np.split halves, as run_metrics.py"]
             (tmp/"table.md").write_text(markdown_table(summary, f"mindvideo evaluate: {report['settings']['n_clips']} clips", notes))
             fig = _distribution_figure(per_clip, chance); fig.savefig(tmp/"scores.png", dpi=110, metadata={"Software": None}); plt.close(fig)

@@ -367,19 +367,29 @@ def train_standins(cfg:Preset, # the preset (synthetic world)
     return report
 
 # %% ../nbs/02b_foundation.ipynb #81f23e45
-_CLIP_FILES = ("config.json", "model.safetensors|pytorch_model.bin", "tokenizer.json|vocab.json",
-               "preprocessor_config.json|processor_config.json")
-_SD_FILES = {"vae": ("config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"),
-             "unet": ("config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"),
+# weights are read from safetensors only: mindvideo never unpickles a user's .bin (README, "weights policy")
+_CLIP_FILES = ("config.json", "model.safetensors", "tokenizer.json|vocab.json", "preprocessor_config.json|processor_config.json")
+_SD_FILES = {"vae": ("config.json", "diffusion_pytorch_model.safetensors"), "unet": ("config.json", "diffusion_pytorch_model.safetensors"),
              "scheduler": ("scheduler_config.json",)}
+
+def _from_pretrained(cls, folder:Path, **kw):
+    "`cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)`; a corrupt weights file is named in the error."
+    try: return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kw)
+    except Exception as e:  # OSError, SafetensorError, ...: the library's message, with the folder named
+        where = Path(folder)/kw.get("subfolder", "")
+        raise InputError(f"{where}: expected a readable {cls.__name__} folder (config.json + safetensors weights), "
+                         f"could not load it ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 def _check_folder(folder:Path, files, what:str):
     "Raise InputError naming `folder` and the files it should hold."
     missing = [f for f in files if not any((folder/alt).is_file() for alt in f.split("|"))]
     if not folder.is_dir() or missing:
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else "no such folder"
+        bins = [f for f in (found if isinstance(found, list) else []) if f.endswith((".bin", ".pth", ".pt", ".ckpt"))]
+        note = (f" (pickled weights {', '.join(bins)} are never read: convert them to safetensors once, on a machine you trust)"
+                if bins else "")
         raise InputError(f"{what} folder {folder}: expected the files {', '.join(f.replace('|', ' or ') for f in files)}; "
-                         f"missing {', '.join(missing)}; found {found}")
+                         f"missing {', '.join(missing)}; found {found}{note}")
 
 def load_foundation_from(clip_path, # transformers CLIP folder (config.json, weights, tokenizer, preprocessor_config.json)
                          sd_path, # diffusers SD folder with vae/, unet/, scheduler/
@@ -390,10 +400,10 @@ def load_foundation_from(clip_path, # transformers CLIP folder (config.json, wei
     _check_folder(clip_path, _CLIP_FILES, "CLIP")
     if not sd_path.is_dir(): raise InputError(f"Stable Diffusion folder {sd_path}: not found; expected sub-folders {', '.join(_SD_FILES)}")
     for sub, files in _SD_FILES.items(): _check_folder(sd_path/sub, files, f"Stable Diffusion {sub}")
-    clip = CLIPModel.from_pretrained(clip_path, local_files_only=True).eval()
+    clip = _from_pretrained(CLIPModel, clip_path).eval()
     proc = CLIPProcessor.from_pretrained(clip_path, local_files_only=True)
-    vae = AutoencoderKL.from_pretrained(sd_path, subfolder="vae", local_files_only=True).eval()
-    unet = UNet2DConditionModel.from_pretrained(sd_path, subfolder="unet", local_files_only=True).eval()
+    vae = _from_pretrained(AutoencoderKL, sd_path, subfolder="vae").eval()
+    unet = _from_pretrained(UNet2DConditionModel, sd_path, subfolder="unet").eval()
     sched = DDPMScheduler.from_pretrained(sd_path, subfolder="scheduler", local_files_only=True)
     width = clip.config.text_config.hidden_size
     if unet.config.cross_attention_dim != width:

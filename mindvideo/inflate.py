@@ -421,7 +421,7 @@ def cotrain_models(unet2d:UNet2DConditionModel, # the foundation's 2D UNet (not 
     with atomic_path(out, is_dir=True) as tmp:
         unet.save_pretrained(tmp/"unet", safe_serialization=True)
         fmri_encoder.save_pretrained(tmp/"fmri_encoder", safe_serialization=True)
-        shutil.copytree(work/"samples", tmp/"samples")
+        shutil.copytree(work/"samples", tmp/"samples", ignore=shutil.ignore_patterns(".*"))  # not the temporaries of a killed run
         n_train = {k: sum(p.numel() for n, p in m.named_parameters() if p.requires_grad == (k == "trainable"))
                    for m in (unet,) for k in ("trainable", "frozen")}
         write_json({"history": hist, "snapshot_steps": marks if show is not None else [], "snapshot_index": (show or {}).get("index"), "unet_params": n_train,

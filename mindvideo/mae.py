@@ -19,6 +19,7 @@ from torch import nn
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
+from safetensors.torch import load_file
 from dataclasses import dataclass
 
 from .core import (ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything,
@@ -29,8 +30,8 @@ from .train import fit
 __all__ = ['sincos_pos_embed_1d', 'patchify', 'unpatchify', 'Attention', 'Mlp', 'BlockTemp', 'random_masking', 'MAEOutput',
            'masked_mse', 'resize_pos_embed', 'PatchEmbed1D', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder',
            'SubjectBatchSampler', 'subject_loader', 'mae_loss', 'split_subjects', 'build_mae', 'train_mae',
-           'pretrain_mae', 'load_mae', 'mae_history', 'make_encoder', 'fill_mean', 'fill_interp', 'masked_scores',
-           'evaluate_reconstruction']
+           'load_pretrained_mae', 'pretrain_mae', 'load_mae', 'mae_history', 'make_encoder', 'fill_mean', 'fill_interp',
+           'masked_scores', 'evaluate_reconstruction']
 
 # %% ../nbs/02_mae.ipynb #7693bf3e
 def sincos_pos_embed_1d(embed_dim:int, # channels D (even)
@@ -453,6 +454,26 @@ def _pretrain_arrays(cfg:Preset, seed:int)->list:
     return load_pretrain_fmri(cfg, seed=seed)
 
 
+def load_pretrained_mae(model:nn.Module, # the MAE to start from the weights (shapes must fit)
+                        path, # a .safetensors file of its state dict, or a `save_pretrained` folder
+                       )->nn.Module:
+    "Load MinD-Vis-style MAE weights (`mae.pretrained_path`) into `model`, strictly; errors name the file and the keys."
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not (p/"config.json").is_file(): raise InputError(f"mae.pretrained_path {p}: expected a save_pretrained folder with config.json")
+        sd = MAEforFMRI.from_pretrained(p, use_safetensors=True).state_dict()
+    elif p.suffix == ".safetensors" and p.is_file():
+        try: sd = load_file(p)
+        except Exception as e: raise InputError(f"mae.pretrained_path {p}: expected a safetensors file, could not read it ({e})") from None
+    else: raise InputError(f"mae.pretrained_path {p}: expected a .safetensors file or a save_pretrained folder, found {'no such path' if not p.exists() else 'another kind of file'}")
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    shapes = [f"{k} {tuple(sd[k].shape)} in the file, {tuple(own[k].shape)} in the model" for k in sorted(set(own) & set(sd)) if sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise InputError(f"mae.pretrained_path {p}: expected the weights of this MAE; missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:3]}")
+    model.load_state_dict(sd)
+    return model
+
 def pretrain_mae(cfg:Preset|str, # preset (or its name)
                  seed:int=0, # seed of the data and the run
                 )->Path:
@@ -468,7 +489,7 @@ def pretrain_mae(cfg:Preset|str, # preset (or its name)
         seed_everything(seed)
         model = build_mae(cfg, max(a.shape[1] for a in arrays))
         if cfg.mae.pretrained_path:
-            model.load_state_dict(MAEforFMRI.from_pretrained(cfg.mae.pretrained_path).state_dict())
+            load_pretrained_mae(model, cfg.mae.pretrained_path)
         hist = train_mae(model, [arrays[i] for i in train_idx], cfg, seed=seed, ckpt_dir=root/"ckpt")
         write_json(dict(history=hist, train_subjects=train_idx, heldout_subjects=held_idx,
                         num_voxels=[int(a.shape[1]) for a in arrays]), root/"history.json")

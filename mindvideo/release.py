@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import diffusers
@@ -30,7 +31,10 @@ def load_weights(path, # a .safetensors file, or a pickled .bin/.pth state dict
     "A state dict read from `path`: safetensors, or `torch.load(map_location='cpu', weights_only=True)` and nothing more."
     path = Path(path)
     if not path.is_file(): raise InputError(f"{path}: expected a weights file, found none")
-    if path.suffix == ".safetensors": return load_file(path)
+    if path.suffix == ".safetensors":
+        try: return load_file(path)
+        except Exception as e: raise InputError(f"{path}: expected a safetensors file, could not read it ({type(e).__name__}: {e})") from None
+    logging.getLogger("mindvideo").warning("mindvideo: reading the published pickle %s with torch.load(weights_only=True) (tensors only)", path)
     try: sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError: the pickle holds objects other than tensors and containers
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import importlib
 import importlib.metadata
@@ -16,13 +17,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import ConfigError, atomic_path, cache_dir, find_project, list_notebooks, load_preset, write_json
+from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerprint, find_project, list_notebooks,
+                            load_preset, stage_lock, write_json)
 from .docs import build_docs
 
 # %% auto #0
 __all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
            'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table',
-           'write_constraints', 'run_stage', 'stage_summary', 'main']
+           'write_constraints', 'run_stage', 'parse_set', 'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 def select_notebooks(nbs:list, only=None, start=None)->list:
@@ -41,9 +43,9 @@ def select_notebooks(nbs:list, only=None, start=None)->list:
 # %% ../nbs/00a_reproduce.ipynb #f8100500
 def _sha(path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
-def input_fingerprint(nb, params:dict, pkg_dir)->str:
-    "Hash of the notebook, its parameters and the package sources."
-    h = hashlib.sha256(Path(nb).read_bytes())
+def input_fingerprint(nb, params:dict, pkg_dir, data:str="")->str:
+    "Hash of the notebook, its parameters, the package sources and `data` (the fingerprint of the files the preset reads)."
+    h = hashlib.sha256(Path(nb).read_bytes()); h.update(data.encode())
     h.update(json.dumps(params, sort_keys=True).encode())
     for f in sorted(Path(pkg_dir).rglob("*.py")): h.update(f.name.encode()); h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -81,7 +83,14 @@ def run_notebook(nb, out_nb, params:dict, cwd, kernel:str="python3"):
                              f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_nb}") from None
 
 # %% ../nbs/00a_reproduce.ipynb #01993c33
-RELEASE_NOTEBOOKS = ("00_core", "06c_authors")  # what a preset with diffusion.checkpoint='release' runs
+RELEASE_NOTEBOOKS = ("00_core", "06c_authors")
+
+def _update_record(rec_path:Path, preset:str, stem:str|None=None, entry:dict|None=None)->dict:
+    "Read run.json, set notebook `stem`'s entry, write it back, all under one lock (runs of other notebooks may write it too)."
+    with stage_lock(rec_path):
+        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {"preset": preset, "notebooks": {}}
+        if stem is not None: rec["notebooks"][stem] = entry; write_json(rec, rec_path)
+    return rec  # what a preset with diffusion.checkpoint='release' runs
 
 def reproduce(preset:str="quick", # preset name (optionally +ablation)
               only:list|None=None, # run only these notebooks (names or number prefixes)
@@ -90,9 +99,11 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
               seed:int=0, # global seed injected into every notebook
               project=None, # project root (default: found from cwd)
               kernel:str="python3", # Jupyter kernel
+              overrides:dict|None=None, # dotted preset overrides injected into every notebook, e.g. {'data.data_dir': '/data/wen'}
              )->dict:
     "Run the notebooks in order into runs/<preset>/, record runs/<preset>/run.json, stop at the first failure."
-    cfg = load_preset(preset)  # validate before running anything
+    overrides = dict(overrides or {})
+    cfg = load_preset(preset, overrides)  # validate before running anything
     if cfg.data.source == "wen2018":  # real data: one error listing every missing asset, before any notebook runs
         from mindvideo.wen2018 import check_assets
         check_assets(cfg)
@@ -101,28 +112,31 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
     if cfg.diffusion.checkpoint == "release": nbs = [p for p in nbs if p.stem in RELEASE_NOTEBOOKS]  # the authors' model: nothing to train
     nbs = select_notebooks(nbs, only, start)
     run_dir = proj/"runs"/preset; fig_root = proj/"figures"; fig_dir = fig_root/preset
-    run_dir.mkdir(parents=True, exist_ok=True)
+    for d in (run_dir, fig_dir):
+        try: d.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise InputError(f"{d}: expected a writable folder for the run's outputs, found: {e.strerror}") from None
     rec_path = run_dir/"run.json"
-    record = json.loads(rec_path.read_text()) if rec_path.exists() else {"preset": preset, "notebooks": {}}
+    record = _update_record(rec_path, preset)
+    data_fp = data_fingerprint(cfg)  # real data: a changed or replaced file makes every notebook stale
     bar = tqdm(nbs, desc=f"reproduce {preset}", unit="nb")
     for nb in bar:
         bar.set_postfix_str(nb.stem)
-        params = dict(preset=preset, seed=seed, out_dir=str(fig_root))
-        fp = input_fingerprint(nb, params, proj/"mindvideo")
+        params = dict(preset=preset, seed=seed, out_dir=str(fig_root), overrides=overrides)
+        fp = input_fingerprint(nb, params, proj/"mindvideo", data_fp)
         prev = record["notebooks"].get(nb.stem)
         if not force and is_up_to_date(prev, fp, fig_dir):
             prev["skipped"] = True; continue
         out_nb = run_dir/nb.name; t0 = time.time()
         entry = dict(status="running", parameters=params, fingerprint=fp, output=str(out_nb.relative_to(proj)), skipped=False)
-        record["notebooks"][nb.stem] = entry; write_json(record, rec_path)
+        record["notebooks"][nb.stem] = entry; _update_record(rec_path, preset, nb.stem, entry)
         try:
             run_notebook(nb, out_nb, params, proj/"nbs", kernel)
         except NotebookFailed as e:
             entry.update(status="failed", wall_s=round(time.time() - t0, 1), error=str(e))
-            write_json(record, rec_path); bar.close()
+            _update_record(rec_path, preset, nb.stem, entry); bar.close()
             raise
         entry.update(status="ok", wall_s=round(time.time() - t0, 1), artifacts=recorded_outputs(fig_dir, nb.stem))
-        write_json(record, rec_path)
+        _update_record(rec_path, preset, nb.stem, entry)
     if preset == "quick" and not only and not start:
         write_results_table(proj, preset); write_constraints(proj/"constraints.txt")
     return record
@@ -188,11 +202,21 @@ STAGES:dict = {  # stage name: "module:function(cfg, seed)"
     "cotrain": "mindvideo.inflate:cotrain",
 }
 
-def run_stage(stage:str, preset:str="quick", seed:int=0):
+def run_stage(stage:str, preset:str="quick", seed:int=0, overrides:dict|None=None):
     "Run (or load from cache) one training stage and the stages it needs."
     if stage not in STAGES: raise ConfigError(f"stage: expected one of {list(STAGES)}, got {stage!r}")
     mod, fn = STAGES[stage].split(":")
-    return getattr(importlib.import_module(mod), fn)(load_preset(preset), seed=seed)
+    return getattr(importlib.import_module(mod), fn)(load_preset(preset, overrides), seed=seed)
+
+def parse_set(items:list|None)->dict:
+    "`--set KEY=VALUE` arguments as preset overrides; VALUE is a Python literal (number, tuple, None, ...) or else a string."
+    out = {}
+    for it in items or []:
+        key, sep, val = it.partition("=")
+        if not sep or not key.strip(): raise ConfigError(f"--set: expected KEY=VALUE (e.g. data.data_dir=/data/wen), got {it!r}")
+        try: out[key.strip()] = ast.literal_eval(val)
+        except (ValueError, SyntaxError): out[key.strip()] = val
+    return out
 
 def stage_summary(stage:str, result)->str:
     "One line for the terminal: what a stage made and where (never the repr of a data structure)."
@@ -229,9 +253,11 @@ def main(argv=None)->int:
     r.add_argument("--from", dest="start", metavar="NB", help="start from this notebook")
     r.add_argument("--force", action="store_true", help="run notebooks even when up to date")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset key, e.g. --set data.data_dir=/data/wen (repeatable)")
     t = sub.add_parser("train", help="run one training stage (works under `accelerate launch`)")
     t.add_argument("--stage", required=True, choices=list(STAGES))
     t.add_argument("--preset", default="quick"); t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset key (repeatable)")
     d = sub.add_parser("docs", help="build the documentation site from the notebooks (offline)")
     d.add_argument("--out", default="_docs", help="site folder, replaced (default: _docs)")
     d.add_argument("--preset", default="quick", help="whose figures the pages show (default: quick)")
@@ -262,15 +288,15 @@ def main(argv=None)->int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":
-            print(stage_summary(a.stage, run_stage(a.stage, a.preset, a.seed))); return 0
+            print(stage_summary(a.stage, run_stage(a.stage, a.preset, a.seed, parse_set(a.set)))); return 0
         if a.cmd in COMMANDS:  # heavy commands: their module is imported only when they run
             mod, fn = COMMANDS[a.cmd].split(":")
             print(getattr(importlib.import_module(mod), fn)(a)); return 0
         if a.cmd == "docs":
             out = build_docs(a.out, preset=a.preset)
             print(f"docs: {out/'index.html'}"); return 0
-        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed)
-    except (NotebookFailed, ConfigError, FileNotFoundError, ValueError) as e:
+        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed, overrides=parse_set(a.set))
+    except (NotebookFailed, ConfigError, ValueError, OSError) as e:  # bad input, a failed notebook, an unwritable or full disk: one line
         print(f"mindvideo {a.cmd}: {e}", file=sys.stderr); return 1
     for k, v in rec["notebooks"].items():
         print(f"{k:28s} {'skipped (up to date)' if v.get('skipped') else v['status']:22s} {v.get('wall_s', 0):8.1f} s")

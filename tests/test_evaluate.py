@@ -101,3 +101,14 @@ def test_bad_inputs_name_the_file(tmp_path, gif_folder):
         evaluate_folder(gif_folder, classifiers=[clf], labels=np.zeros(2), n_ways=(2,))
     assert main(["evaluate", str(tmp_path / "empty"), "--out", str(tmp_path / "never")]) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_clip_column_when_a_clip_folder_is_found(gif_folder, tmp_path, monkeypatch):
+    "With a CLIP folder under $MINDVIDEO_DATA the report gains the 'clip' column, and names the model that made it."
+    from mindvideo.wen2018 import make_tiny_models
+    make_tiny_models(tmp_path / "data")
+    monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path / "data"))
+    clf, _ = _mean_colour_classifier()
+    rep = evaluate_folder(gif_folder, classifiers=[clf], n_ways=(2,), n_trials=10)
+    assert "clip" in rep["scores"] and -1 <= rep["scores"]["clip"]["mean"] <= 1 and "clip-vit-large-patch14" in rep["clip"]
+    assert evaluate_folder(gif_folder, classifiers=[clf], n_ways=(2,), n_trials=10, clip=False)["clip"] is None
