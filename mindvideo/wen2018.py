@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ASSETS, InputError, Preset, asset_dir, atomic_path, check_array, load_preset
+from .core import ASSETS, InputError, Preset, asset_dir, atomic_path, check_array, hcp_dir, load_preset
+from .data import load_pretrain_fmri, load_world, save_wen_layout
 
 # %% auto #0
 __all__ = ['wen_files', 'required_assets', 'missing_assets', 'check_assets', 'preprocess_fmri_run', 'movie_to_clips',
@@ -70,8 +71,7 @@ def missing_assets(cfg:Preset)->list[str]:
             out.append(f"{name}: {folder} lacks {', '.join(miss)}; get {_WHERE[asset]}")
     if cfg.diffusion.checkpoint == "release": return out  # nothing is trained: no HCP data, no MAE weights
     if not cfg.mae.pretrained_path:
-        from mindvideo.data import _hcp_folder
-        hcp = _hcp_folder(cfg)
+        hcp = hcp_dir(cfg)
         if not list(hcp.glob("*/HCP_visual_voxel.npz")):
             out.append(f"hcp: no {hcp}/<subject>/HCP_visual_voxel.npz found (keys V1..V4, MinD-Vis layout, spec §1.3) for masked brain modelling; or set mae.pretrained_path")
     if cfg.mae.pretrained_path and not Path(cfg.mae.pretrained_path).expanduser().exists():
@@ -234,7 +234,6 @@ def make_tiny_models(folder, # data folder ($MINDVIDEO_DATA); model folders are 
 def make_tiny_assets(folder, # becomes $MINDVIDEO_DATA for the wen2018_smoke preset
                      seed:int=0)->dict:
     "Write every wen2018 asset at toy size under `folder`: Wen-layout data, HCP-layout fMRI, SD/CLIP/ViT/VideoMAE folders."
-    from mindvideo.data import load_pretrain_fmri, load_world, save_wen_layout
     folder = Path(folder); smoke = load_preset("smoke")
     paths = make_tiny_models(folder, frame_size=smoke.data.frame_size, cross_attention_dim=load_preset("wen2018_smoke").encoder.out_dim, seed=seed)
     paths["wen2018"] = save_wen_layout(load_world(smoke, seed), folder/"wen2018").parent
@@ -250,7 +249,6 @@ def make_tiny_release_assets(folder, # becomes data.data_dir (or $MINDVIDEO_DATA
                              checkpoint, # a release checkpoint folder, e.g. tests/fixtures/release_tiny/checkpoint
                              seed:int=0)->dict:
     "The authors'-model path at toy size: Wen-layout data with the checkpoint's voxel count, the checkpoint as pretrains/sub1, tiny ViT/VideoMAE."
-    from mindvideo.data import load_world, save_wen_layout
     folder = Path(folder); checkpoint = Path(checkpoint)
     enc = json.loads((checkpoint/"fmri_encoder"/"config.json").read_text())
     V = int(enc.get("num_voxels", 0))  # the encoder's padded voxel count fixes the data's: V - patch + 1 .. V raw voxels

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import write_notebook
 from mindvideo.core import ConfigError, InputError, data_fingerprint, load_npy, load_preset, stage_dir
 from mindvideo.data import _read_fmri, load_hcp_npz, process_voxel_ts, read_wen_split, save_wen_layout, load_world
 from mindvideo.evaluate import read_clips, split_release_gif
@@ -249,13 +250,7 @@ def test_cache_keys_follow_the_data(tmp_path, monkeypatch):
 
 
 # ---- the runner: concurrent records, unwritable folders ----------------------------------------------------------------
-def _nb(path, body):
-    import nbformat
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell('preset = "smoke"\nseed = 0\nout_dir = "../figures"'); p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+_nb = write_notebook
 
 
 @pytest.fixture

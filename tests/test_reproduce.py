@@ -3,20 +3,15 @@ import json
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from conftest import write_notebook
 from mindvideo.reproduce import NotebookFailed, reproduce, select_notebooks, list_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _nb(path, body):
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell('preset = "smoke"\nseed = 0\nout_dir = "../figures"'); p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+_nb = write_notebook
 
 
 @pytest.fixture
