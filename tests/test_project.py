@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from papermill.translators import PythonTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / "nbs").glob("*.ipynb") if not p.name.startswith("_"))
@@ -26,8 +27,10 @@ def test_notebook_is_clean(nb):
     params = [c for c in data["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, f"{nb.name}: {len(params)} cells tagged parameters, expected 1"
     src = "".join(params[0]["source"])
-    for name in ("preset", "seed", "out_dir"):
+    for name in ("preset", "seed", "out_dir", "overrides"):
         assert f"{name} =" in src, f"{nb.name}: parameters cell lacks {name}"
+    # papermill must parse every line, or it warns on every run
+    assert [q.name for q in PythonTranslator.inspect({"source": src})] == ["preset", "seed", "out_dir", "overrides"], f"{nb.name}: papermill cannot parse the parameters cell"
     assert nb.stat().st_size < 100_000, f"{nb.name}: {nb.stat().st_size} bytes, expected < 100 KB"
     assert "".join(code[0]["source"]).startswith("#| default_exp"), f"{nb.name}: first cell must be #| default_exp"
 
