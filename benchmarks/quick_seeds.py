@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,19 +28,9 @@ import numpy as np
 
 from mindvideo.core import ABLATIONS, write_json
 from mindvideo.core import find_project
-from mindvideo.reproduce import reproduce
+from mindvideo.reproduce import copy_project, reproduce
 
 ROOT = find_project(Path(__file__).parent)
-
-
-def project_copy(dst: Path) -> Path:
-    "A project folder of its own: notebooks run in its nbs/, write its figures/ and export into its mindvideo/."
-    if dst.exists(): return dst
-    tmp = dst.with_name(dst.name + ".tmp"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    for name in ("nbs", "mindvideo", "settings.ini", "README.md", "tests"):
-        subprocess.run(["cp", "-r", str(ROOT / name), str(tmp / name)], check=True)
-    tmp.rename(dst)
-    return dst
 
 
 def _read(path: Path) -> dict:
@@ -83,7 +71,8 @@ def main(argv=None):
     variants = [a.preset] + ([] if a.presets_only else [f"{a.preset}+{k}" for k in ABLATIONS])
     baselines, ablations = {}, {}
     for s in a.seeds:
-        proj = project_copy(a.work / f"seed{s}")
+        proj = a.work / f"seed{s}"
+        if not proj.exists(): copy_project(proj, ROOT)
         for v in variants[1:] + variants[:1]:  # the base last, so that its 06 builds the ablation table from every variant
             print(f"seed {s}: {v}", flush=True)
             reproduce(v, seed=s, project=proj)

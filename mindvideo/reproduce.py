@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,11 +23,26 @@ from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerp
 from .docs import build_docs
 
 # %% auto #0
-__all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
+__all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
            'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table',
            'write_constraints', 'run_stage', 'parse_set', 'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
+_PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
+
+def copy_project(dst, # the new project folder (must not exist)
+                 project=None, # the project to copy (default: found from the working directory)
+                )->Path:
+    "A project of its own for a separate run (seeds, determinism checks): its nbs/ run there, write its figures/ and export into its mindvideo/."
+    proj = find_project(project); dst = Path(dst)
+    if dst.exists(): raise InputError(f"{dst}: expected a new folder for the project copy, found one already")
+    with atomic_path(dst, is_dir=True) as tmp:
+        for name in _PROJECT_PARTS:
+            src = proj/name
+            if src.is_dir(): shutil.copytree(src, Path(tmp)/name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+            elif src.is_file(): shutil.copy2(src, Path(tmp)/name)
+    return dst
+
 def select_notebooks(nbs:list, only=None, start=None)->list:
     "Filter by `only` (names or number prefixes) and `start` (first notebook to run)."
     def match(p, key): return p.stem == key or p.name == key or p.stem.split("_")[0] == key

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mindvideo.data import category_names, sample_scene
+from mindvideo.reproduce import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,19 +63,10 @@ def test_tokenizer_is_the_same_in_two_processes(tmp_path):
         assert (tmp_path / "tok1" / f).read_bytes() == (tmp_path / "tok2" / f).read_bytes(), f"{f} differs"
 
 
-def _project_copy(dst: Path) -> Path:
-    """A project folder for `mindvideo reproduce`: copies, not links, since papermill runs in nbs/ (its ../figures must
-    be this copy's) and each notebook's last cell runs nbdev_export into the copy's mindvideo/ (the installed package is ROOT's)."""
-    dst.mkdir(parents=True)
-    for name in ("nbs", "mindvideo", "settings.ini", "README.md", "tests"):
-        subprocess.run(["cp", "-r", str(ROOT / name), str(dst / name)], check=True)
-    return dst
-
-
 def test_two_cold_smoke_reproductions_are_the_same(tmp_path):
     """Every notebook on smoke, twice, at once (one thread each), in separate processes, caches and hash seeds: the same
     metrics JSON and the same weights of every stage."""
-    projs = [_project_copy(tmp_path / f"p{i}") for i in (1, 2)]
+    projs = [copy_project(tmp_path / f"p{i}", ROOT) for i in (1, 2)]  # copies: papermill runs in each nbs/, exports into each mindvideo/
     procs = [subprocess.Popen([sys.executable, "-m", "mindvideo", "reproduce", "--preset", "smoke"], cwd=p,
                               env={**_env(tmp_path / f"c{i}", i), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
