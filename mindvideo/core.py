@@ -247,10 +247,13 @@ class FoundationConfig(_Section):
     unet_channels: tuple[int, ...] = (32, 64); unet_layers: int = 1; unet_heads: int = 4
     unet_steps: int = 300; unet_lr: float = 5e-4; batch_size: int = 32
     caption_dropout: float = 0.1  # UNet training: probability of the empty caption (enables classifier-free guidance)
+    seed: int|None = 0  # seed of the stand-ins' training: fixed, as SD and CLIP are given to MinD-Video; None = the run's seed
+    retrain: bool = False  # synthetic: train the stand-ins even where mindvideo ships weights for this preset (02b)
     def check(self, w):
         for n in ("clip_image_size", "clip_width", "clip_layers", "clip_heads", "clip_patch", "clip_proj_dim", "text_max_len", "latent_channels", "unet_layers", "unet_heads", "batch_size"): self._in(w, n, lo=1)
         for n in ("clip_steps", "vae_steps", "unet_steps"): self._in(w, n, lo=0)
         self._in(w, "caption_dropout", lo=0.0, hi=1.0)
+        if self.seed is not None: self._in(w, "seed", lo=0)
         if len(self.unet_channels) < 2: _fail(f"{w}.unet_channels", "at least 2 levels (cross-attention blocks + a plain deepest block)", self.unet_channels)
         if not self.vae_channels: _fail(f"{w}.vae_channels", "at least 1 level", self.vae_channels)
         if self.clip_image_size % self.clip_patch: _fail(f"{w}.clip_image_size", f"a multiple of clip_patch={self.clip_patch}", self.clip_image_size)

@@ -600,13 +600,15 @@ def generate_from_embeds(pipe, # a MindVideoPipeline
                          negative_fmri, # (w, V) mean fMRI of the split (adversarial guidance)
                          cfg:Preset, # guidance settings: mode, scale, steps, seed
                          num_frames:int, size:int, # clip shape
+                         index=None, # the clips' positions in their split (`reconstruct`'s index); None = 0..N-1
                          batch_size:int=8, desc:str="generate")->np.ndarray:
-    "Render conditions with the same generator, guidance and initial noise as `reconstruct`: uint8 (N, F, H, W, 3)."
-    from mindvideo.pipeline import to_uint8
+    "Render conditions with the same generator, guidance and initial noise per clip as `reconstruct`: uint8 (N, F, H, W, 3)."
+    from mindvideo.pipeline import item_noise, to_uint8
     e = torch.as_tensor(np.asarray(embeds, np.float32))
-    gen = torch.Generator().manual_seed(cfg.guidance.seed)
+    index = np.arange(len(e)) if index is None else np.asarray(index)
+    if len(index) != len(e): raise InputError(f"index: expected one position per condition ({len(e)}), got {len(index)}")
     shape = (1, pipe._latent_channels(), num_frames, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
-    noise = torch.cat([torch.randn(shape, generator=gen) for _ in range(len(e))])
+    noise = item_noise(shape, index, cfg.guidance.seed)
     neg = torch.as_tensor(negative_fmri) if cfg.guidance.mode == "adversarial" else None
     out = []
     for i in tqdm(range(0, len(e), batch_size), desc=desc, leave=False):

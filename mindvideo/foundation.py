@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import shutil
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +23,26 @@ from tokenizers import pre_tokenizers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, load_preset, seed_everything,
-                            stage_dir, write_json)
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, environment, git_commit, load_preset,
+                            seed_everything, stage_dir, stage_lock, write_json)
+from .data import load_world, world_seed
 from .train import fit
 
 # %% auto #0
-__all__ = ['world_frames', 'learn_merges', 'build_tokenizer', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler',
-           'Foundation', 'encode_text', 'encode_images', 'encode_video_latents', 'decode_video_latents',
-           'sample_images', 'train_standins', 'load_foundation_from', 'foundation_dir', 'load_foundation',
-           'category_prompts', 'category_caption_sets', 'zero_shot_accuracy', 'vae_ssim']
+__all__ = ['SHIPPED_STANDINS', 'standin_seed', 'world_frames', 'learn_merges', 'build_tokenizer', 'make_clip', 'make_vae',
+           'make_unet', 'make_scheduler', 'Foundation', 'encode_text', 'encode_images', 'encode_video_latents',
+           'decode_video_latents', 'sample_images', 'train_standins', 'load_foundation_from', 'foundation_dir',
+           'standin_key', 'shipped_standins', 'standins_dir', 'load_foundation', 'ship_standins',
+           'ship_standins_command', 'category_prompts', 'category_caption_sets', 'zero_shot_accuracy', 'vae_ssim']
 
 # %% ../nbs/02b_foundation.ipynb #60581167
 def _load_world(cfg:Preset, seed:int):
     "The synthetic world of `mindvideo.data` (cached by that stage)."
-    from mindvideo.data import load_world
     return load_world(cfg, seed=seed)
+
+def standin_seed(cfg:Preset, seed:int)->int:
+    "The seed of the stand-ins' training: `cfg.foundation.seed` when the preset fixes it (as SD and CLIP are fixed), else the run's `seed`."
+    return seed if cfg.foundation.seed is None else cfg.foundation.seed
 
 # %% ../nbs/02b_foundation.ipynb #7753d465
 def world_frames(world, # a `World` from `mindvideo.data.load_world`
@@ -305,14 +312,14 @@ def _save_pretrained(model, folder:Path):
 
 def train_standins(cfg:Preset, # the preset (synthetic world)
                    out:Path, # folder to write the CLIP/SD layout into (clip/, tokenizer/, vae/, unet/, scheduler/)
-                   seed:int=0, # seed of the world and of the training
+                   seed:int=0, # the run's seed: of the world (unless `cfg.data.world_seed` fixes it) and of the training (unless `cfg.foundation.seed` does)
                    work:Path|None=None, # resumable training checkpoints; None = out/../<name>.work
                   )->dict:
     "Train the stand-in CLIP, VAE and UNet on the world's training frames and save them in `out`; returns a report."
     fc = cfg.foundation; out = Path(out); work = Path(work) if work else out.parent/f"{out.name}.work"
     report = {}; t0 = time.time()
     # 1. data: the training split's frames and per-frame captions
-    world = _load_world(cfg, seed)
+    world = _load_world(cfg, seed); s = standin_seed(cfg, seed)
     frames, captions, _ = world_frames(world, "train")
     # 2. tokenizer, learnt from the training captions, saved and reloaded (the real loading path)
     tokenizer = build_tokenizer(captions, out/"tokenizer", max_length=fc.text_max_len)
@@ -322,13 +329,13 @@ def train_standins(cfg:Preset, # the preset (synthetic world)
     imgs = torch.from_numpy(np.ascontiguousarray(frames))
     report["data_seconds"] = time.time() - t0; t0 = time.time()
     # 3. CLIP
-    seed_everything(seed); clip = make_clip(fc, tokenizer)
+    seed_everything(s); clip = make_clip(fc, tokenizer)
     proc = CLIPImageProcessor(size={"shortest_edge": fc.clip_image_size}, crop_size={"height": fc.clip_image_size, "width": fc.clip_image_size})
     mean, std = tuple(proc.image_mean), tuple(proc.image_std)
     h = fit(clip, lambda m, b: _clip_loss(m, (b[0], ids[b[1]], b[1]), fc.clip_image_size, mean, std),
-            _loader([imgs, cap_id], fc.batch_size, seed), fc.clip_steps, lr=fc.clip_lr, weight_decay=0.1,
+            _loader([imgs, cap_id], fc.batch_size, s), fc.clip_steps, lr=fc.clip_lr, weight_decay=0.1,
             warmup=min(50, fc.clip_steps // 10), grad_clip=1.0, ckpt_dir=work/"clip", checkpoint_every=max(fc.clip_steps // 3, 50),
-            desc="clip", seed=seed)
+            desc="clip", seed=s)
     report["clip"] = dict(loss=h["loss"], acc=h.get("acc", []), seconds=time.time() - t0); t1 = time.time()
     clip = _unwrap(clip).cpu().eval().requires_grad_(False)  # fit may have moved it to an accelerator
     with atomic_path(out/"clip", is_dir=True) as tmp:
@@ -336,10 +343,10 @@ def train_standins(cfg:Preset, # the preset (synthetic world)
         CLIPProcessor(image_processor=proc, tokenizer=tokenizer).save_pretrained(tmp)
         for f in ("vocab.json", "merges.txt"): shutil.copy(out/"tokenizer"/f, Path(tmp)/f)
     # 4. VAE, then its latent scale: 1 / std of the training latents
-    seed_everything(seed); vae = make_vae(fc, frames.shape[1])
-    h = fit(vae, _vae_loss, _loader([imgs], fc.batch_size, seed + 1), fc.vae_steps, lr=fc.vae_lr,
+    seed_everything(s); vae = make_vae(fc, frames.shape[1])
+    h = fit(vae, _vae_loss, _loader([imgs], fc.batch_size, s + 1), fc.vae_steps, lr=fc.vae_lr,
             warmup=min(50, fc.vae_steps // 10), grad_clip=1.0, ckpt_dir=work/"vae", checkpoint_every=max(fc.vae_steps // 3, 50),
-            desc="vae", seed=seed)
+            desc="vae", seed=s)
     vae = _unwrap(vae).cpu().eval().requires_grad_(False)
     with torch.no_grad():
         dists = [vae.encode(x.permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist for x in imgs.split(256)]
@@ -351,12 +358,12 @@ def train_standins(cfg:Preset, # the preset (synthetic world)
     # 5. UNet on the frozen CLIP's text hidden states
     fd0 = Foundation(clip=clip, tokenizer=tokenizer, vae=vae, unet=None, scheduler=make_scheduler(), vae_scale=scale)
     hidden = torch.cat([encode_text(fd0, uniq[i:i + 256])[0] for i in range(0, len(uniq), 256)])
-    seed_everything(seed); unet = make_unet(fc, lat_mean.shape[-1], clip.config.text_config.hidden_size)
+    seed_everything(s); unet = make_unet(fc, lat_mean.shape[-1], clip.config.text_config.hidden_size)
     sched = make_scheduler()
     h = fit(unet, lambda m, b: _unet_loss(m, b, sched, hidden, len(uniq) - 1, p_uncond=fc.caption_dropout),
-            _loader([lat_mean * scale, lat_std * scale, cap_id], fc.batch_size, seed + 2), fc.unet_steps, lr=fc.unet_lr,
+            _loader([lat_mean * scale, lat_std * scale, cap_id], fc.batch_size, s + 2), fc.unet_steps, lr=fc.unet_lr,
             warmup=min(50, fc.unet_steps // 10), grad_clip=1.0, ckpt_dir=work/"unet", checkpoint_every=max(fc.unet_steps // 3, 50),
-            desc="unet", seed=seed)
+            desc="unet", seed=s)
     unet = _unwrap(unet).cpu().eval()
     _save_pretrained(unet, out/"unet")
     with atomic_path(out/"scheduler", is_dir=True) as tmp: sched.save_pretrained(tmp)
@@ -416,31 +423,82 @@ def load_foundation_from(clip_path, # transformers CLIP folder (config.json, wei
     return fd.to(device)
 
 # %% ../nbs/02b_foundation.ipynb #4003c427
-from .core import stage_lock as _stage_lock  # one lock helper for every stage
+SHIPPED_STANDINS = "standins"  # folder of the package that holds shipped stand-in weights, one sub-folder per preset
 
 def foundation_dir(cfg:Preset, seed:int=0)->Path:
-    "Cache folder of the trained stand-ins (depends on the data and foundation sections)."
-    return stage_dir(cfg, "foundation", "data", "foundation", seed=seed)
+    "Cache folder of stand-ins trained here: keyed on the data and foundation sections, the world's seed and the stand-ins' seed."
+    return stage_dir(cfg, "foundation", "data", "foundation", seed=[world_seed(cfg, seed), standin_seed(cfg, seed)])
+
+def standin_key(cfg:Preset, seed:int=0)->dict:
+    "What trained stand-ins depend on: the data and foundation sections (less `retrain`) and the two seeds."
+    d = json.loads(json.dumps(cfg.to_dict(), default=str))  # tuples -> lists, as in a JSON file
+    return dict(data=d["data"], foundation={k: v for k, v in d["foundation"].items() if k != "retrain"},
+                world_seed=world_seed(cfg, seed), standin_seed=standin_seed(cfg, seed))
+
+def _sha256(path:Path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def shipped_standins(cfg:Preset, # the preset
+                     seed:int=0, # the run's seed
+                     root=None, # folder of shipped stand-ins, one sub-folder each; None = the package's
+                    )->Path|None:
+    "The shipped stand-in folder made with exactly this preset's `standin_key`, or None (none matches, or `foundation.retrain`)."
+    if cfg.data.source != "synthetic" or cfg.foundation.retrain: return None
+    root = Path(str(files("mindvideo")/SHIPPED_STANDINS)) if root is None else Path(root); key = standin_key(cfg, seed)
+    for prov in sorted(root.glob("*/provenance.json")):
+        rec = json.loads(prov.read_text())
+        if rec.get("key") != key: continue
+        bad = [f for f, h in rec["files"].items() if not (prov.parent/f).is_file() or _sha256(prov.parent/f) != h]
+        if bad: raise InputError(f"{prov.parent}: expected the files recorded in provenance.json, found {len(bad)} missing or changed: {bad[:3]}")
+        return prov.parent
+    return None
+
+def standins_dir(cfg:Preset, seed:int=0)->Path:
+    "Folder of the synthetic stand-ins: the shipped weights when they match the preset, else the cache folder they are trained into."
+    return shipped_standins(cfg, seed) or foundation_dir(cfg, seed)
 
 def load_foundation(cfg:Preset|str, # the preset (or its name)
-                    seed:int=0, # seed of the world and of the stand-ins' training
+                    seed:int=0, # the run's seed (the stand-ins' own seed is `cfg.foundation.seed` unless that is None)
                     device:str="cpu", # where to put the models
                    )->Foundation:
-    "The foundation models: local CLIP + SD v1-5 folders (wen2018), or stand-ins trained once and cached (synthetic)."
+    "The foundation models: local CLIP + SD v1-5 folders (wen2018); shipped stand-ins; or stand-ins trained once and cached (synthetic)."
     cfg = load_preset(cfg); fc = cfg.foundation
     if cfg.data.source == "wen2018":
         fd = load_foundation_from(asset_dir(cfg, "clip"), asset_dir(cfg, "sd"), device)  # the one folder rule of core.ASSETS
     else:
-        out = foundation_dir(cfg, seed)
-        with _stage_lock(out):
-            if not (out/"training.json").is_file():
-                for stale in out.parent.glob(f".{out.name}.*"): shutil.rmtree(stale, ignore_errors=True)  # left by killed runs
-                with atomic_path(out, is_dir=True) as tmp:
-                    train_standins(cfg, tmp, seed=seed, work=out.parent/f"{out.name}.work")
+        out = standins_dir(cfg, seed)
+        if out == foundation_dir(cfg, seed):
+            with stage_lock(out):
+                if not (out/"training.json").is_file():
+                    for stale in out.parent.glob(f".{out.name}.*"): shutil.rmtree(stale, ignore_errors=True)  # left by killed runs
+                    with atomic_path(out, is_dir=True) as tmp:
+                        train_standins(cfg, tmp, seed=seed, work=out.parent/f"{out.name}.work")
         fd = load_foundation_from(out/"clip", out, device)
     if fd.text_width != cfg.encoder.out_dim:
         raise ConfigError(f"{cfg.name}.encoder.out_dim: expected the CLIP text width {fd.text_width} of {fd.path}, got {cfg.encoder.out_dim}")
     return fd
+
+def ship_standins(preset:str="quick", # the preset whose stand-ins to train and ship
+                  seed:int=0, # the run's seed
+                  dest=None, # folder to write; None = the package's standins/<preset>
+                  command:str="", # the command line that called this, for the provenance
+                 )->Path:
+    "Train the stand-ins of `preset` here (as `foundation.retrain=true` does) and write them, with their provenance, to `dest`."
+    cfg = load_preset(preset, {"foundation.retrain": True})
+    if cfg.data.source != "synthetic": raise ConfigError(f"preset {preset!r}: stand-ins are trained on the synthetic world only, found source {cfg.data.source!r}")
+    src = foundation_dir(cfg, seed); load_foundation(cfg, seed=seed)  # trains into the cache unless it holds them
+    dest = Path(dest) if dest is not None else Path(str(files("mindvideo")/SHIPPED_STANDINS))/preset.split("+")[0]
+    with atomic_path(dest, is_dir=True) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        names = sorted(str(f.relative_to(tmp)) for f in Path(tmp).rglob("*") if f.is_file())
+        write_json(dict(command=command or f"mindvideo ship-standins --preset {preset} --seed {seed}", preset=preset, seed=seed,
+                        commit=git_commit(Path(str(files("mindvideo")))), environment=environment(),
+                        key=standin_key(cfg, seed), files={f: _sha256(Path(tmp)/f) for f in names}), Path(tmp)/"provenance.json")
+    return dest
+
+def ship_standins_command(args)->str:
+    "`mindvideo ship-standins`: one line saying where the stand-ins went."
+    out = ship_standins(args.preset, seed=args.seed, dest=args.out, command=f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins --preset {args.preset} --seed {args.seed}")
+    return f"ship-standins: {out}"
 
 # %% ../nbs/02b_foundation.ipynb #e013989e
 def category_prompts(world)->list[str]:

@@ -29,8 +29,8 @@ from .release import RELEASE_VAE_SCALE, load_release
 
 # %% auto #0
 __all__ = ['GUIDANCE_MODES', 'guided_noise', 'guidance_active', 'MindVideoPipelineOutput', 'MindVideoPipeline', 'to_uint8',
-           'side_by_side', 'save_gif', 'save_mp4', 'make_scheduler', 'load_pipeline', 'reconstruct', 'video_viewer',
-           'score_clips', 'recon_grid']
+           'side_by_side', 'save_gif', 'save_mp4', 'make_scheduler', 'load_pipeline', 'item_noise', 'reconstruct',
+           'video_viewer', 'score_clips', 'recon_grid']
 
 # %% ../nbs/05_guidance.ipynb #a6fd1471
 GUIDANCE_MODES = ("adversarial", "classic", "none")
@@ -342,6 +342,15 @@ def load_pipeline(cfg:Preset|str, # preset (or its name)
     return pipe.to(get_device(device))
 
 # %% ../nbs/05_guidance.ipynb #a95a6d5e
+def item_noise(shape:tuple, # latent shape of one clip, (1, C, F, h, w)
+               index, # the items' positions in their split
+               seed:int, # the sampling seed (release: 3407)
+              )->torch.Tensor:
+    "Initial noise of each item: the k-th draw of one generator for item k, as the release draws it clip after clip; (len(index), C, F, h, w)."
+    index = np.asarray(index, dtype=np.int64); gen = torch.Generator().manual_seed(int(seed))
+    draws = [randn_tensor(shape, generator=gen) for _ in range(int(index.max()) + 1 if len(index) else 0)]
+    return torch.cat([draws[int(k)] for k in index]) if len(index) else torch.zeros((0, *shape[1:]))
+
 def _recon_index(n:int, max_samples:int)->np.ndarray:
     "Evenly spread item indices: all n, or max_samples of them."
     if max_samples <= 0 or max_samples >= n: return np.arange(n)
@@ -390,12 +399,15 @@ def reconstruct(cfg:Preset|str, # preset (or its name)
                     eta=float(G.eta), sampling_seed=int(G.seed))
     path = _recon_path(cfg, seed, index=index, **settings)
     if path.is_file(): return _load_recon(path)
-    # 2. sample in batches; the noise is drawn first, sequentially from one generator, as the release
+    whole = _recon_path(cfg, seed, index=np.arange(len(dataset)), **settings)
+    if whole.is_file():  # the whole split is reconstructed already: a subset is a slice of it (same noise per item, below)
+        r = _load_recon(whole)
+        return {k: ([v[int(i)] for i in index] if k == "captions" else v[index]) for k, v in r.items()}
+    # 2. sample in batches from `item_noise`: an item's clip is the same whichever subset (and batch) it is sampled in
     pipe = pipe if pipe is not None else load_pipeline(cfg, seed=seed)
-    gen = torch.Generator().manual_seed(G.seed)
     f, size = dataset.videos.shape[1], dataset.videos.shape[2]
     lat_shape = (1, pipe._latent_channels(), f, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
-    noise = torch.cat([randn_tensor(lat_shape, generator=gen) for _ in index])
+    noise = item_noise(lat_shape, index, G.seed)
     neg = torch.as_tensor(dataset.uncond_fmri)
     preds = []
     for i in tqdm(range(0, len(index), batch_size), desc=f"reconstruct {split} ({mode}, s={scale:g})", leave=False):

@@ -225,11 +225,12 @@ def run_stage(stage:str, preset:str="quick", seed:int=0, overrides:dict|None=Non
     return getattr(importlib.import_module(mod), fn)(load_preset(preset, overrides), seed=seed)
 
 def parse_set(items:list|None)->dict:
-    "`--set KEY=VALUE` arguments as preset overrides; VALUE is a Python literal (number, tuple, None, ...) or else a string."
+    "`--set KEY=VALUE` arguments as preset overrides; VALUE is a Python literal (number, tuple, None, ...), true/false, or else a string."
     out = {}
     for it in items or []:
         key, sep, val = it.partition("=")
         if not sep or not key.strip(): raise ConfigError(f"--set: expected KEY=VALUE (e.g. data.data_dir=/data/wen), got {it!r}")
+        if val.strip().lower() in ("true", "false"): out[key.strip()] = val.strip().lower() == "true"; continue
         try: out[key.strip()] = ast.literal_eval(val)
         except (ValueError, SyntaxError): out[key.strip()] = val
     return out
@@ -257,6 +258,7 @@ COMMANDS:dict = {  # command: "module:function(parsed args) -> line to print"
     "sample": "mindvideo.sample:sample_command",
     "convert-release": "mindvideo.release:convert_release_command",
     "evaluate": "mindvideo.evaluate:evaluate_command",
+    "ship-standins": "mindvideo.foundation:ship_standins_command",
 }
 
 def main(argv=None)->int:
@@ -301,6 +303,9 @@ def main(argv=None)->int:
     v.add_argument("--preset", help="use this preset's classifiers (default: the release's ViT/VideoMAE if found, else EfficientNet-Lite0)")
     v.add_argument("--n-trials", type=int, default=100, help="random trials of the N-way test per clip (release: 100)")
     v.add_argument("--seed", type=int, default=0, help="seed of the N-way draws and the chance logits")
+    w = sub.add_parser("ship-standins", help="train a preset's stand-in CLIP, VAE and UNet and write them, with provenance, into the package")
+    w.add_argument("--preset", default="quick"); w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--out", metavar="DIR", help="folder to write (default: mindvideo/standins/<preset>)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":

@@ -222,6 +222,17 @@ def test_reconstruct_cached_and_batch_independent(pipe, tmp_path, monkeypatch):
     r4 = reconstruct(cfg, max_samples=4, pipe=pipe, dataset=ds, guidance="classic", guidance_scale=3)
     assert len(list(tmp_path.rglob("*.npz"))) == 2 and not np.array_equal(r4["pred"], r1["pred"])
     with pytest.raises(InputError, match="guidance: expected one of"): reconstruct(cfg, guidance="cfg", dataset=ds)
+    every = reconstruct(cfg, max_samples=0, pipe=pipe, dataset=ds)  # item k gets the k-th draw: a subset's clips are the whole set's
+    np.testing.assert_array_equal(every["index"], np.arange(5))
+    assert np.abs(every["pred"][[0, 1, 3, 4]].astype(int) - r1["pred"].astype(int)).max() <= 1
+    r5 = reconstruct(cfg, max_samples=2, pipe=None, dataset=ds)  # not sampled: sliced from the whole split's file
+    np.testing.assert_array_equal(r5["pred"], every["pred"][r5["index"]]); assert r5["captions"] == [f"clip {i}" for i in r5["index"]]
+
+
+def test_item_noise_is_per_item():
+    a = mp.item_noise((1, 2, 3, 4, 4), [0, 1, 2, 3], seed=7); b = mp.item_noise((1, 2, 3, 4, 4), [3, 1], seed=7)
+    assert b.shape == (2, 2, 3, 4, 4) and torch.equal(b, a[[3, 1]])
+    assert mp.item_noise((1, 2, 3, 4, 4), [], seed=7).shape == (0, 2, 3, 4, 4)
 
 
 def test_video_viewer_builds(pipe):
