@@ -14,21 +14,28 @@ reads each run's `06_table_main.json` and `06_table_ablation.json` and writes `-
   standard errors for every seed, else "not consistent". 06's prose states a comparison as a finding only when it
   holds.
 
-A cold run costs about an hour per seed and ablation on 2 CPU cores (each ablation re-trains from the contrastive
-stage on); `--presets-only` skips the ablations. `tests/test_benchmarks.py` checks the summary on hand-made margins.
+Each seed's chain runs as `mindvideo reproduce` in its own copy with `PYTHONPATH` set to that copy, so its kernels
+import the copy's `mindvideo` (not the editable install's, which may change while the runs go on). `--jobs 2` runs two
+seeds at once with one torch thread each: on 2 CPU cores the small models of quick train about as fast on one thread
+as on two, so two seeds take little longer than one. A copy that already holds finished runs (e.g. seed 0's, from
+`mindvideo reproduce --preset quick` in a clone at `<work>/seed0`) is reused: up-to-date notebooks are skipped.
+`--presets-only` skips the ablations. `tests/test_benchmarks.py` checks the summary on hand-made margins.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from mindvideo.core import ABLATIONS, write_json
 from mindvideo.core import find_project
-from mindvideo.reproduce import copy_project, reproduce
+from mindvideo.reproduce import copy_project
 
 ROOT = find_project(Path(__file__).parent)
 
@@ -60,6 +67,21 @@ def summarise(per_seed: dict) -> dict:
     return out
 
 
+def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) -> Path:
+    "Every variant's chain for one seed, in the project copy <work>/seed<seed>; the base preset last (its 06 reads the ablations)."
+    proj = work / f"seed{seed}"
+    if not proj.exists(): copy_project(proj, ROOT)
+    env = dict(os.environ, PYTHONPATH=str(proj))  # the copy's kernels import the copy's mindvideo
+    if threads: env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "mindvideo", "reproduce", "--seed", str(seed), *args], cwd=proj, env=env, check=True)
+    for v in variants[1:] + variants[:1]:
+        print(f"seed {seed}: {v}", flush=True)
+        run("--preset", v)
+    if len(variants) > 1:  # the base's 06 may have run before the ablations (a reused copy): its ablation table reads them now
+        run("--preset", variants[0], "--only", "06_eval", "--force")
+    return proj
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -67,16 +89,15 @@ def main(argv=None):
     ap.add_argument("--presets-only", action="store_true", help="no ablations: only the preset's own margins")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".seeds", help="project copies (one per seed)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run at once, each with cpu_count // jobs torch threads")
     a = ap.parse_args(argv)
     variants = [a.preset] + ([] if a.presets_only else [f"{a.preset}+{k}" for k in ABLATIONS])
+    threads = max(1, (os.cpu_count() or 1) // a.jobs) if a.jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        projs = dict(zip(a.seeds, pool.map(lambda s: run_seed(s, variants, a.work, threads), a.seeds)))
     baselines, ablations = {}, {}
     for s in a.seeds:
-        proj = a.work / f"seed{s}"
-        if not proj.exists(): copy_project(proj, ROOT)
-        for v in variants[1:] + variants[:1]:  # the base last, so that its 06 builds the ablation table from every variant
-            print(f"seed {s}: {v}", flush=True)
-            reproduce(v, seed=s, project=proj)
-        fig = proj / "figures" / a.preset
+        fig = projs[s] / "figures" / a.preset
         cols = _read(fig / "06_table_main.json")["all_test_clips"]["columns"]
         baselines[s] = {c: v["margin"] for c, v in cols.items()}
         if not a.presets_only:

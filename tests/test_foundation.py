@@ -151,3 +151,46 @@ def test_loads_the_wen2018_tiny_assets(tmp_path):
     fd = load_foundation(load_preset("wen2018_smoke", {"data.data_dir": str(tmp_path)}))
     assert isinstance(fd.scheduler, DDPMScheduler) and fd.vae_scale == pytest.approx(0.18215)
     assert sample_images(fd, ["a red disk"], steps=2, generator=torch.Generator().manual_seed(0)).shape == (1, 3, 16, 16)
+
+
+# ---- the shipped stand-ins of quick ---------------------------------------------------------------------------------
+def _shipped_quick():
+    from mindvideo.foundation import shipped_standins
+    d = shipped_standins(load_preset("quick"))  # raises if a file no longer has its recorded hash
+    assert d is not None and d.name == "quick", "mindvideo/standins/quick: expected the shipped stand-ins of quick"
+    return d
+
+
+def test_shipped_standins_match_their_provenance():
+    import json
+    from mindvideo.core import ABLATIONS
+    from mindvideo.foundation import shipped_standins, standin_key
+    d = _shipped_quick()
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["preset"] == "quick" and prov["seed"] == 0 and prov["key"] == standin_key(load_preset("quick"))
+    assert "mindvideo ship-standins --preset quick --seed 0" in prov["command"] and prov["commit"] not in ("", "unknown")
+    assert not prov["commit"].endswith("-dirty"), "the shipped stand-ins must come from committed code"
+    assert all(f.endswith((".json", ".txt")) or f.endswith(".safetensors") for f in prov["files"])  # no pickles
+    assert sum((d / f).stat().st_size for f in prov["files"]) < 20e6
+    for abl in ABLATIONS: assert shipped_standins(load_preset(f"quick+{abl}")) == d  # the ablations share them
+    assert shipped_standins(load_preset("quick", {"foundation.seed": 1})) is None  # another seed trains its own
+    assert shipped_standins(load_preset("quick", {"foundation.retrain": True})) is None
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("MINDVIDEO_SLOW_TESTS"),
+                    reason="retrains quick's stand-ins, about 15 minutes on one core; set MINDVIDEO_SLOW_TESTS=1")
+def test_shipped_standins_are_what_their_command_makes(tmp_path):
+    "The recorded command, run again, writes the shipped files byte for byte (training.json: timings aside)."
+    import json, os, subprocess, sys
+    d = _shipped_quick()
+    prov = json.loads((d / "provenance.json").read_text())
+    env = dict(os.environ, MINDVIDEO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS=str(prov["environment"]["torch_threads"]))
+    subprocess.run([sys.executable, "-m", "mindvideo", "ship-standins", "--preset", "quick", "--seed", "0", "--out", str(tmp_path / "out")],
+                   env=env, check=True)
+    new = json.loads((tmp_path / "out" / "provenance.json").read_text())["files"]
+    assert sorted(new) == sorted(prov["files"])
+    differ = [f for f in prov["files"] if f != "training.json" and new[f] != prov["files"][f]]
+    assert not differ, f"files that the command no longer makes byte for byte: {differ}"
+    strip = lambda t: {k: ({kk: vv for kk, vv in v.items() if kk != "seconds"} if isinstance(v, dict) else v)
+                       for k, v in json.loads(t).items() if k != "data_seconds"}
+    assert strip((tmp_path / "out" / "training.json").read_text()) == strip((d / "training.json").read_text())
