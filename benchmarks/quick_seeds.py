@@ -5,7 +5,7 @@ Usage:  python benchmarks/quick_seeds.py [--seeds 0 1 2] [--preset quick] [--wor
 For each seed, the whole chain (every notebook) runs for the preset and each of its ablations, in a project copy of
 its own under `--work` (so the committed `figures/` are never touched), with `data.world_seed` left at the preset's
 fixed world: only the models, the classifiers and the metrics' random trials change with the seed. The script then
-reads each run's `06_table_main.json` and `06_table_ablation.json` and writes `--out`
+reads each run's `06_table_main.json` and `06d_table_ablation.json` and writes `--out`
 (default `benchmarks/results/<preset>_seeds.json`): for every semantic column,
 
 - MinD-Video's margin over each ridge decoder on all test clips, and each ablation's margin over the full model,
@@ -68,7 +68,7 @@ def summarise(per_seed: dict) -> dict:
 
 
 def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) -> Path:
-    "Every variant's chain for one seed, in the project copy <work>/seed<seed>; the base preset last (its 06 reads the ablations)."
+    "Every variant's chain for one seed, in the project copy <work>/seed<seed>; the base preset last (its 06d reads the ablations)."
     proj = work / f"seed{seed}"
     if not proj.exists(): copy_project(proj, ROOT)
     env = dict(os.environ, PYTHONPATH=str(proj))  # the copy's kernels import the copy's mindvideo
@@ -77,8 +77,8 @@ def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) 
     for v in variants[1:] + variants[:1]:
         print(f"seed {seed}: {v}", flush=True)
         run("--preset", v)
-    if len(variants) > 1:  # the base's 06 may have run before the ablations (a reused copy): its ablation table reads them now
-        run("--preset", variants[0], "--only", "06_eval", "--force")
+    if len(variants) > 1:  # the base's 06d may have run before the ablations (a reused copy): its ablation table reads them now
+        run("--preset", variants[0], "--only", "06d_ablations", "--force")
     return proj
 
 
@@ -101,7 +101,7 @@ def main(argv=None):
         cols = _read(fig / "06_table_main.json")["all_test_clips"]["columns"]
         baselines[s] = {c: v["margin"] for c, v in cols.items()}
         if not a.presets_only:
-            abl = _read(fig / "06_table_ablation.json").get("paired_margins_all_test_clips", {})
+            abl = _read(fig / "06d_table_ablation.json").get("paired_margins_all_test_clips", {})
             ablations[s] = {}
             for variant, columns in abl.items():
                 for c, m in columns.items(): ablations[s].setdefault(c, {})[variant] = m

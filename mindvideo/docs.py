@@ -131,6 +131,7 @@ def build_docs(out, # the site folder (replaced)
                project=None, # the project root (default: found from the working directory)
                preset:str="quick", # whose figures the pages show
                progress:bool=True, # a progress bar over the notebooks
+               notebooks=None, # names of the notebooks to build pages for (default: all); the navigation lists all
               )->Path:
     "Build the static site: index (README), one page per notebook with its figures and API; returns `out`."
     from nbconvert.filters import markdown2html
@@ -145,7 +146,10 @@ def build_docs(out, # the site folder (replaced)
         tmp = Path(tmp); (tmp/"figures").mkdir(parents=True)
         (tmp/"style.css").write_text(_CSS + "\n" + HtmlFormatter().get_style_defs(".highlight"))  # code colours of nbconvert's markup
         (tmp/"index.html").write_text(_page("mindvideo", nav, markdown2html((proj/"README.md").read_text())))
-        for p in tqdm(nbs, desc="docs", unit="page", disable=not progress):
+        if notebooks is not None:
+            unknown = set(notebooks) - {p.stem for p in nbs}
+            if unknown: raise InputError(f"notebooks: expected names from {proj/'nbs'}, found unknown {sorted(unknown)}")
+        for p in tqdm([p for p in nbs if notebooks is None or p.stem in notebooks], desc="docs", unit="page", disable=not progress):
             title, body = notebook_html(p)
             entries = sorted((e for e in man.values() if e["notebook"] == p.stem), key=lambda e: e["file"])
             for e in entries:

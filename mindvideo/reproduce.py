@@ -88,11 +88,21 @@ class NotebookFailed(RuntimeError):
 # are not the kernel application's log: they reach the executed notebook, and errors stop the run as before.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
+_EXPORT_CALL = "import nbdev; nbdev.nbdev_" + "export()"  # in two parts: nbdev's tester skips any cell that spells the name
+
+def _is_export_cell(cell)->bool:
+    "The author's closing export cell (`import nbdev` and the export call, under `#| hide`)."
+    lines = [l.strip() for l in "".join(cell.get("source", "")).splitlines() if l.strip() and not l.strip().startswith("#|")]
+    return cell.get("cell_type") == "code" and lines == [_EXPORT_CALL]
+
 def run_notebook(nb, out_nb, params:dict, cwd, kernel:str="python3"):
-    "Execute `nb` into `out_nb` with papermill; raise `NotebookFailed` naming the cell on error."
+    "Execute `nb` into `out_nb` with papermill, without its closing export cell (a run reads the package, never rewrites it); raise `NotebookFailed` naming the cell on error."
+    import nbformat
     import papermill as pm
+    node = nbformat.read(str(nb), as_version=4)
+    node.cells = [c for c in node.cells if not _is_export_cell(c)]
     try:
-        pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(cwd), kernel_name=kernel, language="python",
+        pm.execute_notebook(node, str(out_nb), parameters=params, cwd=str(cwd), kernel_name=kernel, language="python",
                             progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS)
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(nb).name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
