@@ -24,8 +24,8 @@ from .docs import build_docs
 
 # %% auto #0
 __all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
-           'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table',
-           'write_constraints', 'run_stage', 'parse_set', 'stage_summary', 'main']
+           'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table',
+           'write_results_table', 'write_constraints', 'run_stage', 'parse_set', 'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 _PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
@@ -72,6 +72,20 @@ def recorded_outputs(fig_dir, nb_stem:str)->dict:
     if not man.exists(): return {}
     outs = json.loads(man.read_text())["outputs"]
     return {f: (_sha(Path(fig_dir)/f) if (Path(fig_dir)/f).exists() else None) for f, e in sorted(outs.items()) if e["notebook"] == nb_stem}
+
+def forget_outputs(fig_dir, # the preset's figure folder (holds MANIFEST.json)
+                   stems, # notebook names whose recorded outputs to remove (files and manifest entries)
+                  )->list[str]:
+    "Remove what `stems` recorded, before they run again: an output a notebook no longer writes must not outlive it."
+    man = Path(fig_dir)/"MANIFEST.json"
+    if not man.exists(): return []
+    with stage_lock(man):
+        data = json.loads(man.read_text()); stems = set(stems)
+        gone = sorted(f for f, e in data["outputs"].items() if e["notebook"] in stems)
+        for f in gone:
+            (Path(fig_dir)/f).unlink(missing_ok=True); del data["outputs"][f]
+        if gone: write_json(data, man)
+    return gone
 
 def is_up_to_date(record:dict|None, fingerprint:str, fig_dir)->bool:
     "True when the last run succeeded with the same inputs and its outputs are unchanged."
@@ -144,6 +158,10 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
     rec_path = run_dir/"run.json"
     record = _update_record(rec_path, preset)
     data_fp = data_fingerprint(cfg)  # real data: a changed or replaced file makes every notebook stale
+    if not only and not start and cfg.diffusion.checkpoint != "release":  # outputs of notebooks that no longer exist
+        man = fig_dir/"MANIFEST.json"
+        known = {p.stem for p in list_notebooks(proj/"nbs")}
+        if man.exists(): forget_outputs(fig_dir, {e["notebook"] for e in json.loads(man.read_text())["outputs"].values()} - known)
     bar = tqdm(nbs, desc=f"reproduce {preset}", unit="nb")
     for nb in bar:
         bar.set_postfix_str(nb.stem)
@@ -153,6 +171,7 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
         if not force and is_up_to_date(prev, fp, fig_dir):
             prev["skipped"] = True; continue
         out_nb = run_dir/nb.name; t0 = time.time()
+        forget_outputs(fig_dir, [nb.stem])
         entry = dict(status="running", parameters=params, fingerprint=fp, output=str(out_nb.relative_to(proj)), skipped=False)
         record["notebooks"][nb.stem] = entry; _update_record(rec_path, preset, nb.stem, entry)
         try:
