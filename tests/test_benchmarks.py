@@ -23,3 +23,16 @@ def test_quick_seeds_summary():
     assert s["c"]["pix"]["holds"] == "not consistent"  # ahead beyond 2 SE on seed 0 only
     assert s["c"]["neg"]["holds"] == "behind"
     assert sorted(s["c"]["ridge"]["per_seed"]) == ["0", "1"]
+
+
+def test_quick_cold_summary(tmp_path):
+    import json
+    qc = _load("quick_cold")
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"preset": "quick", "notebooks": {
+        "01_data": {"status": "ok", "wall_s": 30.0, "skipped": False}, "03_contrastive": {"status": "ok", "wall_s": 90.0, "skipped": False},
+        "02_mae": {"status": "ok", "wall_s": 5.0, "skipped": True}}}))  # a skipped notebook did not run: not counted
+    s = qc.summarise(run)
+    assert s["wall_s"] == 120.0 and list(s["notebooks"]) == ["03_contrastive", "01_data"]
+    assert s["notebooks"]["03_contrastive"]["share"] == 0.75
+    assert qc.summarise(run, wall_s=150.0)["notebooks"]["01_data"]["share"] == 0.2

@@ -1,0 +1,70 @@
+"""Wall time of a cold `mindvideo reproduce --preset quick` on a fresh clone, notebook by notebook.
+
+Usage:  python benchmarks/quick_cold.py [--preset quick] [--work DIR] [--out FILE]
+        python benchmarks/quick_cold.py --from-run DIR [--out FILE]
+
+Clones the project's current commit into `--work` (default: a temporary folder), runs `mindvideo reproduce` there
+with a fresh, empty `MINDVIDEO_CACHE` and `PYTHONPATH` set to the clone (so its kernels import the clone's package),
+and writes `--out` (default `benchmarks/results/<preset>_cold_cpu.json`): the total wall time, each notebook's
+`wall_s` from the run's `runs/<preset>/run.json`, its share of the total, the commit, the torch thread count and
+the CPU. `--from-run DIR` only reads a clone where such a run has finished. The budget of issue "Speed" is 1,200 s on
+2 CPU cores; run it on an otherwise idle machine (other processes on the same cores slow torch's threads down).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mindvideo.core import environment, find_project, write_json
+
+ROOT = find_project(Path(__file__).parent)
+
+
+def summarise(run_json: Path, wall_s: float | None = None) -> dict:
+    "Per-notebook wall times of a finished run, the largest first, with their share of the total."
+    rec = json.loads(Path(run_json).read_text())
+    nbs = {k: v["wall_s"] for k, v in rec["notebooks"].items() if v.get("status") == "ok" and not v.get("skipped")}
+    total = wall_s if wall_s is not None else sum(nbs.values())
+    return dict(preset=rec["preset"], wall_s=round(total, 1), sum_of_notebooks_s=round(sum(nbs.values()), 1),
+                notebooks={k: dict(wall_s=v, share=round(v / total, 3)) for k, v in sorted(nbs.items(), key=lambda kv: -kv[1])})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the clone (must not exist); default: a temporary one")
+    ap.add_argument("--from-run", type=Path, default=None, help="a clone where the cold run has finished: only read it")
+    ap.add_argument("--wall-s", type=float, default=None, help="with --from-run: the run's measured wall time (default: the sum of its notebooks)")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    wall = a.wall_s
+    if a.from_run is None:
+        work = a.work or Path(tempfile.mkdtemp(prefix="mindvideo-cold-")) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+        env = dict(os.environ, PYTHONPATH=str(work), MINDVIDEO_CACHE=tempfile.mkdtemp(prefix="mindvideo-cache-"))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mindvideo", "reproduce", "--preset", a.preset], cwd=work, env=env, check=True)
+        wall = time.perf_counter() - t0
+        clone = work
+    else:
+        clone = a.from_run
+    res = summarise(clone / "runs" / a.preset / "run.json", wall)
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    env = environment()
+    res |= dict(commit=commit or "unknown", budget_s=1200, within_budget=res["wall_s"] <= 1200,
+                torch_threads=env["torch_threads"], cpu=env["cpu"], cpu_count=os.cpu_count())
+    out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_cold_cpu.json"
+    write_json(res, out)
+    print(f"{a.preset} cold: {res['wall_s']:.0f} s (budget 1200 s) at {res['commit']}; largest: "
+          + ", ".join(f"{k} {v['wall_s']:.0f} s" for k, v in list(res["notebooks"].items())[:4]) + f" -> {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
