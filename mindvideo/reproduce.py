@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ast
 import hashlib
 import importlib
 import importlib.metadata
 import json
+import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -23,9 +26,10 @@ from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerp
 from .docs import build_docs
 
 # %% auto #0
-__all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',
-           'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce', 'results_table',
-           'write_results_table', 'write_constraints', 'run_stage', 'parse_set', 'stage_summary', 'main']
+__all__ = ['RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint',
+           'recorded_outputs', 'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce',
+           'results_table', 'write_results_table', 'write_constraints', 'run_stage', 'parse_set', 'stage_summary',
+           'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 _PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
@@ -132,6 +136,22 @@ def _update_record(rec_path:Path, preset:str, stem:str|None=None, entry:dict|Non
         if stem is not None: rec["notebooks"][stem] = entry; write_json(rec, rec_path)
     return rec  # what a preset with diffusion.checkpoint='release' runs
 
+# notebooks that read what another notebook of the same run wrote (not only the stage cache, which is locked): with
+# `jobs` > 1 they start after it
+AFTER:dict = {"06d_ablations": ("06_eval",)}
+
+@contextlib.contextmanager
+def _threads(n:int|None):
+    "Kernels started inside get `n` torch/BLAS threads (None: unchanged)."
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in keys}
+    if n is not None: os.environ.update({k: str(n) for k in keys})
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 def reproduce(preset:str="quick", # preset name (optionally +ablation)
               only:list|None=None, # run only these notebooks (names or number prefixes)
               start:str|None=None, # start from this notebook
@@ -140,8 +160,10 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
               project=None, # project root (default: found from cwd)
               kernel:str="python3", # Jupyter kernel
               overrides:dict|None=None, # dotted preset overrides injected into every notebook, e.g. {'data.data_dir': '/data/wen'}
+              jobs:int=1, # notebooks run at once, started in order, each kernel with cpu_count // jobs threads
              )->dict:
     "Run the notebooks in order into runs/<preset>/, record runs/<preset>/run.json, stop at the first failure."
+    if jobs < 1: raise ConfigError(f"jobs: expected >= 1, got {jobs}")
     overrides = dict(overrides or {})
     cfg = load_preset(preset, overrides)  # validate before running anything
     if cfg.data.source == "wen2018":  # real data: one error listing every missing asset, before any notebook runs
@@ -162,14 +184,13 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
         man = fig_dir/"MANIFEST.json"
         known = {p.stem for p in list_notebooks(proj/"nbs")}
         if man.exists(): forget_outputs(fig_dir, {e["notebook"] for e in json.loads(man.read_text())["outputs"].values()} - known)
-    bar = tqdm(nbs, desc=f"reproduce {preset}", unit="nb")
-    for nb in bar:
-        bar.set_postfix_str(nb.stem)
-        params = dict(preset=preset, seed=seed, out_dir=str(fig_root), overrides=overrides)
+    params = dict(preset=preset, seed=seed, out_dir=str(fig_root), overrides=overrides)
+
+    def run_one(nb:Path):
         fp = input_fingerprint(nb, params, proj/"mindvideo", data_fp)
         prev = record["notebooks"].get(nb.stem)
         if not force and is_up_to_date(prev, fp, fig_dir):
-            prev["skipped"] = True; continue
+            prev["skipped"] = True; return
         out_nb = run_dir/nb.name; t0 = time.time()
         forget_outputs(fig_dir, [nb.stem])
         entry = dict(status="running", parameters=params, fingerprint=fp, output=str(out_nb.relative_to(proj)), skipped=False)
@@ -178,10 +199,31 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
             run_notebook(nb, out_nb, params, proj/"nbs", kernel)
         except NotebookFailed as e:
             entry.update(status="failed", wall_s=round(time.time() - t0, 1), error=str(e))
-            _update_record(rec_path, preset, nb.stem, entry); bar.close()
+            _update_record(rec_path, preset, nb.stem, entry)
             raise
         entry.update(status="ok", wall_s=round(time.time() - t0, 1), artifacts=recorded_outputs(fig_dir, nb.stem))
         _update_record(rec_path, preset, nb.stem, entry)
+
+    bar = tqdm(total=len(nbs), desc=f"reproduce {preset}", unit="nb")
+    if jobs == 1:
+        for nb in nbs:
+            bar.set_postfix_str(nb.stem)
+            try: run_one(nb)
+            except NotebookFailed: bar.close(); raise
+            bar.update()
+    else:
+        with _threads(max(1, (os.cpu_count() or 1) // jobs)), ThreadPoolExecutor(max_workers=jobs) as pool:
+            running = {}
+            for nb in nbs:
+                for dep in AFTER.get(nb.stem, ()):
+                    if dep in running: wait([running[dep]])
+                if any(f.done() and f.exception() for f in running.values()): break  # a failure: start nothing more
+                running[nb.stem] = f = pool.submit(run_one, nb)
+                f.add_done_callback(lambda f, stem=nb.stem: (bar.set_postfix_str(stem), bar.update()))
+            wait(running.values())
+        failed = [f.exception() for f in running.values() if f.exception()]
+        if failed: bar.close(); raise failed[0]
+    bar.close()
     if preset == "quick" and not only and not start:
         write_results_table(proj, preset); write_constraints(proj/"constraints.txt")
     return record
@@ -300,6 +342,7 @@ def main(argv=None)->int:
     r.add_argument("--from", dest="start", metavar="NB", help="start from this notebook")
     r.add_argument("--force", action="store_true", help="run notebooks even when up to date")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--jobs", type=int, default=1, help="notebooks run at once, in order, with cpu_count // jobs threads each (default 1)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset key, e.g. --set data.data_dir=/data/wen (repeatable)")
     t = sub.add_parser("train", help="run one training stage (works under `accelerate launch`)")
     t.add_argument("--stage", required=True, choices=list(STAGES))
@@ -345,7 +388,7 @@ def main(argv=None)->int:
         if a.cmd == "docs":
             out = build_docs(a.out, preset=a.preset)
             print(f"docs: {out/'index.html'}"); return 0
-        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed, overrides=parse_set(a.set))
+        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed, overrides=parse_set(a.set), jobs=a.jobs)
     except (NotebookFailed, ConfigError, ValueError, OSError) as e:  # bad input, a failed notebook, an unwritable or full disk: one line
         print(f"mindvideo {a.cmd}: {e}", file=sys.stderr); return 1
     for k, v in rec["notebooks"].items():

@@ -53,3 +53,21 @@ def test_stops_at_first_failure_naming_cell(project):
 def test_select():
     nbs = list_notebooks(ROOT / "nbs")
     assert select_notebooks(nbs, start="00a")[0].stem == "00a_reproduce"
+
+
+def test_jobs_run_notebooks_at_once_after_their_inputs(project, monkeypatch):
+    import os
+    import mindvideo.reproduce as rp
+    slow = ("import time, os; time.sleep(3)\nfrom mindvideo.core import save_metrics\n"
+            "save_metrics({'threads': os.environ.get('OMP_NUM_THREADS')}, 'v', nb='01_a', preset=preset, seed=seed, out_dir=out_dir)")
+    _nb(project / "nbs" / "01_a.ipynb", slow)
+    reads = ("import json, pathlib\nassert (pathlib.Path(out_dir) / preset / '01_v.json').is_file(), 'started before 01_a ended'\n"
+             "from mindvideo.core import save_metrics\nsave_metrics({'v': 3}, 'v', nb='03_c', preset=preset, seed=seed, out_dir=out_dir)")
+    _nb(project / "nbs" / "03_c.ipynb", reads)
+    monkeypatch.setattr(rp, "AFTER", {"03_c": ("01_a",)})
+    before = os.environ.get("OMP_NUM_THREADS")
+    rec = reproduce("smoke", project=project, jobs=2)
+    assert [rec["notebooks"][k]["status"] for k in ("01_a", "02_b", "03_c")] == ["ok", "ok", "ok"]
+    threads = json.loads((project / "figures" / "smoke" / "01_v.json").read_text())["metrics"]["threads"]
+    assert threads == str(max(1, (os.cpu_count() or 1) // 2)) and os.environ.get("OMP_NUM_THREADS") == before
+    with pytest.raises(Exception, match="jobs: expected >= 1"): reproduce("smoke", project=project, jobs=0)
