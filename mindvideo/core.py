@@ -643,7 +643,7 @@ def _nb_number(nb:str)->str:
 
 @contextlib.contextmanager
 def stage_lock(path:Path):
-    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once."
+    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once; one lock per launch of several processes."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = distributed_state()  # several processes of one launch: the main one locks for all, and all go in and out together
     with open(path.parent/f"{path.name}.lock", "w") as fh:

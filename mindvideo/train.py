@@ -74,7 +74,7 @@ def row_digests(batch)->list[str]:
     "A 12-character hash of each row of the batch's first tensor or array."
     x = batch
     while not isinstance(x, (torch.Tensor, np.ndarray)): x = next(iter(x.values() if isinstance(x, dict) else x))
-    a = np.ascontiguousarray(x.detach().cpu().numpy() if torch.is_tensor(x) else x)
+    a = x.detach().cpu().reshape(len(x), -1).contiguous().view(torch.uint8).numpy() if torch.is_tensor(x) else np.ascontiguousarray(x)  # any dtype's bytes
     return [hashlib.sha1(r.tobytes()).hexdigest()[:12] for r in a]
 
 # %% ../nbs/00c_train.ipynb #859d7d8d
