@@ -19,7 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
-from .core import (InputError, Preset, atomic_path, check_array, load_npy, load_preset, seed_everything,
+from .core import (InputError, Preset, atomic_path, check_array, is_main_process, load_npy, load_preset, seed_everything,
                             stage_dir, write_json)
 from .train import fit, predict_batches
 
@@ -407,7 +407,7 @@ def train_contrastive(cfg:Preset|str, # preset (or its name)
         with atomic_path(out/"fmri_encoder", is_dir=True) as tmp: model.encoder.save_pretrained(tmp, safe_serialization=True)
         with atomic_path(out/"clip_head", is_dir=True) as tmp: model.head.save_pretrained(tmp, safe_serialization=True)
         write_json(hist, out/"history.json")
-        shutil.rmtree(out/"train_state", ignore_errors=True)
+        if is_main_process(): shutil.rmtree(out/"train_state", ignore_errors=True)  # of several processes, the main one cleans up
         write_json({"epochs": c.epochs, "n_train": len(tr["fmri"]), "preset": cfg.name, "seed": seed}, out/"done.json")
     return out
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy', 'atomic_path', 'write_json',
-           'DataConfig', 'MAEConfig', 'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig',
-           'GuidanceConfig', 'EvalConfig', 'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir',
-           'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'hcp_dir',
-           'files_fingerprint', 'data_fingerprint', 'git_commit', 'stage_lock', 'record_output', 'save_fig',
-           'environment', 'save_metrics']
+__all__ = ['TRACE_ENV', 'PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy',
+           'distributed_state', 'is_main_process', 'trace', 'atomic_path', 'write_json', 'DataConfig', 'MAEConfig',
+           'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig', 'GuidanceConfig', 'EvalConfig',
+           'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir', 'find_project', 'list_notebooks',
+           'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'hcp_dir', 'files_fingerprint', 'data_fingerprint',
+           'git_commit', 'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -87,28 +87,62 @@ def load_npy(path, # .npy file to read
         raise InputError(f"{path}: expected a .npy array, found a truncated or unreadable file ({type(e).__name__}: {e})") from None
     return check_array(a, str(path), shape=shape, finite=finite and not mmap)
 
+# %% ../nbs/00_core.ipynb #8e8e1f52
+_WORLD_SIZE_ENV = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")  # accelerate launch / torchrun, mpirun
+
+def distributed_state():
+    "accelerate's `PartialState` when this process is one of several (accelerate launch, torchrun, mpirun), else None."
+    if max(int(os.environ.get(k) or 1) for k in _WORLD_SIZE_ENV) <= 1: return None
+    from accelerate import PartialState  # only in a multi-process launch: core stays light
+    from accelerate.utils import parse_flag_from_env
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # the first call joins the process group
+
+def is_main_process()->bool:
+    "True in a plain process and in the main process of a multi-process launch."
+    state = distributed_state()
+    return state is None or state.is_main_process
+
+TRACE_ENV = "MINDVIDEO_TRACE"  # a folder: each process appends what it trains on and what it writes to rank<N>.jsonl
+
+def trace(event:str, # e.g. 'batch' or 'write'
+          **fields, # JSON-serialisable details
+         ):
+    "Append `{event, rank, **fields}` as one JSON line to $MINDVIDEO_TRACE/rank<N>.jsonl; nothing when the variable is unset."
+    folder = os.environ.get(TRACE_ENV)
+    if not folder: return
+    state = distributed_state(); rank = 0 if state is None else state.process_index
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder)/f"rank{rank}.jsonl", "a") as fh: fh.write(json.dumps(dict(event=event, rank=rank, **fields), default=str) + "\n")
+
 # %% ../nbs/00_core.ipynb #8155d222
 @contextlib.contextmanager
 def atomic_path(path, # final file or directory
                 is_dir:bool=False, # create a temporary directory instead of a file path
                ):
-    "Yield a temporary path next to `path`; on success rename it onto `path`, on error delete it."
+    "Yield a temporary path next to `path`; on success rename it onto `path`, on error delete it. Of several processes, only the main one writes."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) if is_dir else \
-          path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+    main = is_main_process()  # the other processes of a launch write to a scratch folder of their own, dropped at the end
+    scratch = None if main else Path(tempfile.mkdtemp(prefix="mindvideo-scratch-"))
+    folder = path.parent if main else scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder)) if is_dir else \
+          folder/f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp"
     try:
         yield tmp
-        if is_dir and path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        if main:
+            if is_dir and path.exists():
+                old = path.with_name(f".{path.name}.old.{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+            trace("write", path=str(path))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #fe07db5f
 def write_json(obj, path):
@@ -612,11 +646,15 @@ def _nb_number(nb:str)->str:
 
 @contextlib.contextmanager
 def stage_lock(path:Path):
-    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once."
+    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once; one lock per launch of several processes."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    state = distributed_state()  # several processes of one launch: the main one locks for all, and all go in and out together
     with open(path.parent/f"{path.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try: yield
+        if state is None or state.is_main_process: fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if state is not None: state.wait_for_everyone()  # the others enter once the main process holds the lock
+            yield
+            if state is not None: state.wait_for_everyone()  # and leave once it has written the stage
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
 def record_output(path, # the artifact written

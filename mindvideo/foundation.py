@@ -23,8 +23,8 @@ from tokenizers import pre_tokenizers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, environment, git_commit, load_preset,
-                            seed_everything, stage_dir, stage_lock, write_json)
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, environment, git_commit, is_main_process,
+                            load_preset, seed_everything, stage_dir, stage_lock, write_json)
 from .data import load_world, world_seed
 from .train import fit
 
@@ -370,7 +370,7 @@ def train_standins(cfg:Preset, # the preset (synthetic world)
     report["unet"] = dict(loss=h["loss"], seconds=time.time() - t2)
     report["n_frames"] = len(frames); report["n_captions"] = len(uniq) - 1; report["vocab_size"] = len(tokenizer)
     write_json(report, out/"training.json")
-    shutil.rmtree(work, ignore_errors=True)
+    if is_main_process(): shutil.rmtree(work, ignore_errors=True)  # of several processes (accelerate launch), the main one cleans up
     return report
 
 # %% ../nbs/02b_foundation.ipynb #81f23e45
@@ -469,7 +469,8 @@ def load_foundation(cfg:Preset|str, # the preset (or its name)
         if out == foundation_dir(cfg, seed):
             with stage_lock(out):
                 if not (out/"training.json").is_file():
-                    for stale in out.parent.glob(f".{out.name}.*"): shutil.rmtree(stale, ignore_errors=True)  # left by killed runs
+                    if is_main_process():  # left by killed runs (the other processes of a launch write elsewhere, see atomic_path)
+                        for stale in out.parent.glob(f".{out.name}.*"): shutil.rmtree(stale, ignore_errors=True)
                     with atomic_path(out, is_dir=True) as tmp:
                         train_standins(cfg, tmp, seed=seed, work=out.parent/f"{out.name}.work")
         fd = load_foundation_from(out/"clip", out, device)

@@ -27,7 +27,7 @@ from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir,
+from .core import (ConfigError, InputError, Preset, atomic_path, is_main_process, load_preset, seed_everything, stage_dir,
                             write_json)
 from .train import fit, make_accelerator
 
@@ -414,10 +414,11 @@ def cotrain_models(unet2d:UNet2DConditionModel, # the foundation's 2D UNet (not 
                        checkpoint_every=dcfg.checkpoint_every, accelerator=acc, desc=f"co-train to step {s}", seed=seed)
             acc.unwrap_model(model, keep_fp32_wrapper=False)  # undo accelerate's autocast wrapper before the next segment
         snap = work/"samples"/f"step_{s:06d}.npy"
-        if show is not None and not snap.exists():
+        if show is not None and not snap.exists() and is_main_process():  # of several processes, the main one samples them
             with atomic_path(snap) as tmp, open(tmp, "wb") as fh: np.save(fh, _snapshot(model, show, latents.shape[1:], dcfg, seed))
-    # 3. write the co-trained models in diffusers format
+    # 3. write the co-trained models in diffusers format (of several processes, the main one writes and cleans up)
     model.cpu().eval()
+    if not is_main_process(): return out
     with atomic_path(out, is_dir=True) as tmp:
         unet.save_pretrained(tmp/"unet", safe_serialization=True)
         fmri_encoder.save_pretrained(tmp/"fmri_encoder", safe_serialization=True)

@@ -23,8 +23,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from .core import InputError, ConfigError, Preset, atomic_path, get_device, load_preset, stage_dir, write_json
-from diffusers.models.attention_processor import AttnProcessor2_0
-from .inflate import predict_noise, set_video_attention
+from diffusers.models.attention_processor import AttnProcessor2_0, SlicedAttnProcessor
+from .inflate import SparseCausalAttnProcessor, _quiet_diffusers, predict_noise, set_video_attention
 from .release import RELEASE_VAE_SCALE, load_release
 
 # %% auto #0
@@ -123,7 +123,7 @@ class MindVideoPipeline(DiffusionPipeline):
 
     # -- validation ---------------------------------------------------------------------------------------------
     def check_inputs(self, fmri, fmri_embeds, negative_fmri, negative_fmri_embeds, num_frames, height, width,
-                     num_inference_steps, guidance_scale, guidance, output_type, latents=None, generator=None):
+                     num_inference_steps, guidance_scale, guidance, output_type, latents=None, generator=None, decode_chunk_size=16):
         "Validate the arguments of `__call__`; raise `InputError` (a ValueError) naming the argument and its value."
         def bad(name, expected, got): raise InputError(f"{name}: expected {expected}, got {got}")
         if (fmri is None) == (fmri_embeds is None):
@@ -166,11 +166,11 @@ class MindVideoPipeline(DiffusionPipeline):
             if tuple(latents.shape) != want: bad("latents", f"shape {want}", f"shape {tuple(latents.shape)}")
         if isinstance(generator, list) and len(generator) != batch:
             bad("generator", f"one torch.Generator or a list of {batch}", f"a list of {len(generator)}")
+        if isinstance(decode_chunk_size, bool) or not isinstance(decode_chunk_size, numbers.Integral) or decode_chunk_size < 1:
+            bad("decode_chunk_size", "an int >= 1 (frames per VAE call)", repr(decode_chunk_size))
 
     def enable_attention_slicing(self, slice_size:int|str|None="auto"):
         "Slice the cross-attention and temporal attention (less memory, a little slower); the frame attention keeps its pattern."
-        from diffusers.models.attention_processor import SlicedAttnProcessor
-        from mindvideo.inflate import SparseCausalAttnProcessor
         procs = self.unet.attn_processors
         if slice_size == "auto": slice_size = 1
         if slice_size is not None and (not isinstance(slice_size, int) or slice_size < 1):
@@ -181,26 +181,44 @@ class MindVideoPipeline(DiffusionPipeline):
 
     def disable_attention_slicing(self): self.enable_attention_slicing(None)
 
+    def enable_fast_sampling(self, dtype:torch.dtype|str|None=None, # torch.float16 or torch.bfloat16 (or its name) for the UNet and the VAE; None = keep theirs
+                             channels_last:bool=True, # convolution weights in channels-last memory layout
+                             compile:bool|dict=False, # torch.compile the UNet in place: True, or a dict of torch.compile arguments
+                            )->"MindVideoPipeline":
+        "GPU speed-ups: a half-precision UNet and VAE, channels-last convolutions, a compiled UNet. The denoising loop stays float32."
+        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        dt = dtypes.get(dtype, dtype) if isinstance(dtype, str) else dtype
+        if dt is not None and dt not in dtypes.values(): raise InputError(f"dtype: expected None or one of {tuple(dtypes)}, got {dtype!r}")
+        if not isinstance(compile, (bool, dict)): raise InputError(f"compile: expected a bool or a dict of torch.compile arguments, got {compile!r}")
+        for m in (self.unet, self.vae):  # the fMRI encoder runs once per clip: it keeps its precision
+            if dt is not None:
+                with _quiet_diffusers(): m.to(dtype=dt)  # diffusers' notice about modules kept in float32 (there are none)
+            if channels_last: m.to(memory_format=torch.channels_last)
+        if compile is not False: self.unet.compile(**({} if compile is True else compile))
+        return self
+
     def _latent_channels(self)->int:
         c = self.unet.config
         return int(getattr(c, "in_channels", None) or self.vae.config.latent_channels)
 
     # -- sampling steps -----------------------------------------------------------------------------------------
     def prepare_latents(self, batch_size, num_frames, height, width, dtype, device, generator, latents=None):
-        "Initial noise (B, C, F, h, w) times the scheduler's init_noise_sigma."
-        shape = (batch_size, self._latent_channels(), num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        if latents is None: latents = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
+        "Initial noise (B, C, F, h, w) times the scheduler's init_noise_sigma, drawn in float32 one clip at a time."
+        shape = (1, self._latent_channels(), num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        if latents is None:  # one generator is consumed clip by clip, in order: clip k's noise does not depend on the batch
+            gens = generator if isinstance(generator, list) else [generator] * batch_size
+            latents = torch.cat([randn_tensor(shape, generator=g, device=torch.device(device), dtype=torch.float32) for g in gens])
         return latents.to(device, dtype) * self.scheduler.init_noise_sigma
 
     def _step_kwargs(self, generator, eta):
         params = set(inspect.signature(self.scheduler.step).parameters)
         return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
 
-    def decode_latents(self, latents:torch.Tensor, chunk:int=16)->torch.Tensor:
-        "Per-frame VAE decode: (B, C, F, h, w) -> (B, F, 3, H, W) in [0, 1]."
+    def decode_latents(self, latents:torch.Tensor, decode_chunk_size:int=16)->torch.Tensor:
+        "Per-frame VAE decode, `decode_chunk_size` frames per call: (B, C, F, h, w) -> (B, F, 3, H, W) in [0, 1]."
         b, c, f, h, w = latents.shape
         z = rearrange(latents / self.latent_scale, "b c f h w -> (b f) c h w").to(self.vae.dtype)
-        x = torch.cat([self.vae.decode(z[i:i + chunk]).sample for i in range(0, len(z), chunk)])
+        x = torch.cat([self.vae.decode(z[i:i + decode_chunk_size]).sample for i in range(0, len(z), decode_chunk_size)])
         return rearrange((x / 2 + 0.5).clamp(0, 1).float(), "(b f) c h w -> b f c h w", b=b)
 
     @torch.no_grad()
@@ -218,6 +236,7 @@ class MindVideoPipeline(DiffusionPipeline):
                  latents=None, # optional initial N(0,1) noise (B, C, F, h, w)
                  output_type:str="np", # 'np', 'pt', 'pil' or 'latent'
                  return_dict:bool=True, # return MindVideoPipelineOutput, else a tuple
+                 decode_chunk_size:int=16, # frames per VAE decode call (less memory when smaller)
                 ):
         "Sample video clips from fMRI with adversarial (or classic, or no) guidance."
         # 0. defaults
@@ -225,7 +244,7 @@ class MindVideoPipeline(DiffusionPipeline):
         width = width if width is not None else self.default_size
         # 1. check inputs
         self.check_inputs(fmri, fmri_embeds, negative_fmri, negative_fmri_embeds, num_frames, height, width,
-                          num_inference_steps, guidance_scale, guidance, output_type, latents, generator)
+                          num_inference_steps, guidance_scale, guidance, output_type, latents, generator, decode_chunk_size)
         height, width, num_frames, guidance_scale = int(height), int(width), int(num_frames), float(guidance_scale)
         device = self._execution_device
         # 2. encode the condition and the negative condition; one batched UNet call serves both
@@ -238,22 +257,22 @@ class MindVideoPipeline(DiffusionPipeline):
         # 3. timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        # 4. initial noise
-        latents = self.prepare_latents(batch, num_frames, height, width, self.unet.dtype, device, generator, latents)
+        # 4. initial noise; the latents, the guidance and the scheduler stay float32 whatever the UNet's precision
+        latents = self.prepare_latents(batch, num_frames, height, width, torch.float32, device, generator, latents)
         step_kwargs = self._step_kwargs(generator, eta)
         # 5. denoising loop
         with self.progress_bar(total=len(timesteps)) as bar:
             for t in timesteps:
                 x = torch.cat([latents] * 2) if do_guidance else latents
                 x = self.scheduler.scale_model_input(x, t)
-                eps = _predict_noise(self.unet, x, t, cond)
+                eps = _predict_noise(self.unet, x.to(self.unet.dtype), t, cond).float()
                 if do_guidance: eps = guided_noise(eps, guidance_scale)
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
                 bar.update()
         # 6. decode
         if output_type == "latent": frames = latents
         else:
-            video = self.decode_latents(latents)  # (B, F, 3, H, W) in [0, 1]
+            video = self.decode_latents(latents, decode_chunk_size)  # (B, F, 3, H, W) in [0, 1]
             if output_type == "pt": frames = video
             else:
                 frames = video.permute(0, 1, 3, 4, 2).cpu().numpy()

@@ -361,6 +361,11 @@ def main(argv=None)->int:
     s.add_argument("--guidance-scale", type=float, help="guidance scale s (default: the preset's, or the release's 12.5)")
     s.add_argument("--seed", type=int, default=0, help="clip k starts from the noise of seed + k")
     s.add_argument("--frames", type=int, default=6, help="frames per clip (6 = 2 s at 3 fps)")
+    s.add_argument("--batch-size", type=int, default=4, help="windows per UNet call (changes the speed, not the clips)")
+    s.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda[:N] or mps")
+    s.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="precision of the UNet and the VAE (float16/bfloat16: faster on a GPU, numbers close to float32's)")
+    s.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off over many clips on a GPU)")
     c = sub.add_parser("convert-release", help="write a MinD-Video release checkpoint as a mindvideo safetensors pipeline folder")
     c.add_argument("src", metavar="SRC", help="the release's checkpoint folder (unet/, fmri_encoder/, vae/, scheduler/)")
     c.add_argument("dst", metavar="DST", help="the pipeline folder to write (MindVideoPipeline.from_pretrained loads it)")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import InputError, atomic_path, check_array, load_npy, load_preset, write_json
+from .core import InputError, atomic_path, check_array, get_device, load_npy, load_preset, write_json
 from .pipeline import MindVideoPipeline, load_pipeline, save_gif, save_mp4
 
 # %% auto #0
@@ -90,7 +90,8 @@ def sample_to_folder(pipe:MindVideoPipeline, # a loaded pipeline
                 files.append(f"clip_{k:04d}")
         record = dict(model=str(model), fmri=Path(fmri).name, n_clips=len(files), files=files, negative=str(negative),
                       guidance=mode if guidance_scale > 1 else "none", guidance_scale=float(guidance_scale), steps=int(steps),
-                      seed=int(seed), frames=int(frames), fps=float(fps), seconds=round(time.time() - t0, 1))
+                      seed=int(seed), frames=int(frames), fps=float(fps), batch_size=int(batch_size), device=str(pipe.device),
+                      dtype=str(pipe.unet.dtype).removeprefix("torch."), seconds=round(time.time() - t0, 1))
         write_json(record, Path(tmp)/"samples.json")
     return record
 
@@ -98,11 +99,15 @@ def sample_to_folder(pipe:MindVideoPipeline, # a loaded pipeline
 def sample_command(a)->str:
     "Run `mindvideo sample` from parsed arguments `a`; returns the line to print."
     if (a.model is None) == (a.preset is None): raise InputError("expected exactly one of --model DIR or --preset NAME")
-    if a.model is not None: pipe, g, model = load_pipeline_folder(a.model), None, Path(a.model).name
+    if a.batch_size < 1: raise InputError(f"--batch-size: expected an int >= 1, got {a.batch_size}")
+    dev = get_device(a.device)
+    if a.model is not None: pipe, g, model = load_pipeline_folder(a.model, device=dev), None, Path(a.model).name
     else:
-        cfg = load_preset(a.preset); pipe, g, model = load_pipeline(cfg, seed=a.seed, device="cpu"), cfg.guidance, f"preset {a.preset}"
+        cfg = load_preset(a.preset); pipe, g, model = load_pipeline(cfg, seed=a.seed, device=dev), cfg.guidance, f"preset {a.preset}"
+    if dev != "cpu" or a.dtype != "float32" or a.compile:  # the fast path; on the CPU only what was asked for
+        pipe.enable_fast_sampling(dtype=a.dtype, channels_last=dev != "cpu", compile=a.compile)
     steps = a.steps if a.steps is not None else (g.num_inference_steps if g else 200)
     scale = a.guidance_scale if a.guidance_scale is not None else (g.scale if g else 12.5)
     rec = sample_to_folder(pipe, a.fmri, a.out, negative=a.negative, steps=steps, guidance_scale=scale, seed=a.seed,
-                           frames=a.frames, model=model)
+                           frames=a.frames, batch_size=a.batch_size, model=model)
     return f"sample: {rec['n_clips']} clips ({rec['guidance']} guidance, s={rec['guidance_scale']}, {rec['steps']} steps) in {a.out}"

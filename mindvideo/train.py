@@ -5,8 +5,10 @@
 # %% ../nbs/00c_train.ipynb #acbddc18
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable
@@ -14,12 +16,13 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from tqdm.auto import tqdm
 
-from .core import ConfigError, atomic_path, write_json
+from .core import TRACE_ENV, ConfigError, atomic_path, trace, write_json
 
 # %% auto #0
-__all__ = ['warmup_cosine', 'make_accelerator', 'fit', 'predict_batches']
+__all__ = ['warmup_cosine', 'make_accelerator', 'shard_batch', 'row_digests', 'fit', 'predict_batches']
 
 # %% ../nbs/00c_train.ipynb #8abaa4ed
 def warmup_cosine(step:int, total:int, warmup:int)->float:
@@ -31,13 +34,48 @@ def warmup_cosine(step:int, total:int, warmup:int)->float:
 # %% ../nbs/00c_train.ipynb #e57d9b34
 def make_accelerator(mixed_precision:str="no", # 'no', 'fp16' or 'bf16'
                     )->Accelerator:
-    "An `Accelerator` with `mixed_precision`, even after an earlier stage in this process set another one."
-    try: return Accelerator(mixed_precision=mixed_precision)
+    "An `Accelerator` with `mixed_precision`, even after an earlier stage in this process set another one; batches are split over processes."
+    kw = dict(mixed_precision=mixed_precision, dataloader_config=DataLoaderConfiguration(split_batches=True))  # `fit` splits each batch
+    try: return Accelerator(**kw)
     except ValueError as e:
         if "already been initialized" not in str(e): raise  # e.g. an unknown precision: accelerate's own message
         from accelerate.state import AcceleratorState, GradientState
         AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
-        return Accelerator(mixed_precision=mixed_precision)
+        return Accelerator(**kw)
+
+# %% ../nbs/00c_train.ipynb #f9037a53
+def _rows(x)->int|None:
+    "Rows of the first tensor or array in `x` (a batch), or None."
+    if isinstance(x, (torch.Tensor, np.ndarray)): return len(x) if x.ndim else None
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+    return next((n for n in map(_rows, items) if n is not None), None)
+
+def _is_fields(x)->bool:
+    "A list/tuple of tensors or containers (the fields of a batch), not a list of per-row values such as captions."
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, (torch.Tensor, np.ndarray, dict, list, tuple)) for v in x)
+
+def shard_batch(batch, # a collated batch: tensor, array, list of per-row values, or a dict/list/tuple of them
+                index:int, # this process's index (accelerator.process_index)
+                n:int, # number of processes
+               ):
+    "This process's contiguous share of every row-indexed part of `batch`; `batch` itself when n == 1."
+    if n == 1: return batch
+    rows = _rows(batch) if not (isinstance(batch, list) and not _is_fields(batch)) else len(batch)
+    if rows is None or rows < n: raise ConfigError(f"batch: expected at least {n} rows to split over {n} processes, found {rows}")
+    lo, hi = index * rows // n, (index + 1) * rows // n
+    def cut(x):
+        if isinstance(x, dict): return {k: cut(v) for k, v in x.items()}
+        if _is_fields(x): return type(x)(cut(v) for v in x)
+        if isinstance(x, (torch.Tensor, np.ndarray, list)) and getattr(x, "ndim", 1) > 0: return x[lo:hi]
+        return x
+    return cut(batch)
+
+def row_digests(batch)->list[str]:
+    "A 12-character hash of each row of the batch's first tensor or array."
+    x = batch
+    while not isinstance(x, (torch.Tensor, np.ndarray)): x = next(iter(x.values() if isinstance(x, dict) else x))
+    a = x.detach().cpu().reshape(len(x), -1).contiguous().view(torch.uint8).numpy() if torch.is_tensor(x) else np.ascontiguousarray(x)  # any dtype's bytes
+    return [hashlib.sha1(r.tobytes()).hexdigest()[:12] for r in a]
 
 # %% ../nbs/00c_train.ipynb #859d7d8d
 def _cycle(loader):
@@ -81,7 +119,8 @@ def fit(model:torch.nn.Module, # model to train (its trainable parameters are th
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not acc.is_local_main_process, leave=False)
     for step in bar:
-        batch = next(batches)
+        batch = shard_batch(next(batches), acc.process_index, acc.num_processes)  # each process trains on its rows of the batch
+        if os.environ.get(TRACE_ENV): trace("batch", desc=desc, step=step, processes=acc.num_processes, rows=row_digests(batch))
         with acc.autocast():
             out = loss_fn(model, batch)
         logs = out if isinstance(out, dict) else {"loss": out}
@@ -92,7 +131,9 @@ def fit(model:torch.nn.Module, # model to train (its trainable parameters are th
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
         if step % log_every == 0 or step == steps - 1:
             hist["step"].append(step)
-            for k, v in logs.items(): hist.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+            for k, v in logs.items():
+                if torch.is_tensor(v) and acc.num_processes > 1: v = acc.reduce(v.detach().float(), "mean")  # over the whole batch
+                hist.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
             bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}")
         if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
             _save_checkpoint(acc, ckpt, step + 1, hist)
@@ -101,12 +142,13 @@ def fit(model:torch.nn.Module, # model to train (its trainable parameters are th
     return hist
 
 def _save_checkpoint(acc, ckpt:Path, step:int, hist:dict):
-    "Save the accelerate state and the loss history into `ckpt`, atomically."
+    "Save the accelerate state and the loss history into `ckpt`, atomically, from the main process; the others wait for it."
     acc.wait_for_everyone()
-    if not acc.is_main_process: return
-    with atomic_path(ckpt, is_dir=True) as tmp:
-        acc.save_state(str(tmp), safe_serialization=True)
-        write_json({"step": step, "history": hist}, Path(tmp)/"trainer_state.json")
+    if acc.is_main_process:
+        with atomic_path(ckpt, is_dir=True) as tmp:
+            acc.save_state(str(tmp), safe_serialization=True)
+            write_json({"step": step, "history": hist}, Path(tmp)/"trainer_state.json")
+    acc.wait_for_everyone()  # a resumed run must find the same checkpoint in every process
 
 # %% ../nbs/00c_train.ipynb #fb4d0fb6
 @torch.no_grad()

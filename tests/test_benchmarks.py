@@ -1,5 +1,9 @@
-"""The benchmark scripts' own logic, on hand-made inputs (the scripts themselves run for minutes to hours)."""
+"""The benchmark scripts' own logic, on hand-made inputs (the scripts themselves run for minutes to hours), and bench_sampling at toy size."""
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,3 +40,22 @@ def test_quick_cold_summary(tmp_path):
     assert s["wall_s"] == 120.0 and list(s["notebooks"]) == ["03_contrastive", "01_data"]
     assert s["notebooks"]["03_contrastive"]["share"] == 0.75
     assert qc.summarise(run, wall_s=150.0)["notebooks"]["01_data"]["share"] == 0.2
+
+
+def test_bench_sampling_tiny_cpu(tmp_path):
+    "bench_sampling.py end to end at toy size: (a) release and (b) fast side by side, JSON results, float32 batching exact."
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_sampling.py"), "--device", "cpu", "--size", "smoke", "--height", "16",
+           "--frames", "2", "--steps", "2", "1", "--clips", "2", "--batch-size", "2", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread each: a busy core otherwise stalls every op
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [line.split("|") for line in p.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == [2, 1] and all(len(r) == 5 for r in rows)  # steps | (a) | (b) | speed-up | diff
+    res = json.loads(out.read_text())
+    assert res["device"] == "cpu" and sorted((r["path"], r["steps"]) for r in res["results"]) == \
+        [("fast", 1), ("fast", 2), ("release", 1), ("release", 2)]
+    fast = next(r for r in res["results"] if r["path"] == "fast")
+    assert (fast["dtype"], fast["batch_size"], fast["channels_last"]) == ("float32", 2, True)
+    assert all(r["clips_per_s"] > 0 and r["peak_bytes"] > 0 and r["clips"] == 2 for r in res["results"])
+    assert max(res["max_abs_diff"].values()) < 1e-5  # float32: two clips per call = one clip per call

@@ -150,6 +150,40 @@ def test_same_seed_same_frames(pipe, fmri):
     assert np.abs(a - c).max() > 1e-4
 
 
+# -- fast sampling ---------------------------------------------------------------------------------------------------
+def test_batched_float32_matches_one_clip_at_a_time(fmri):
+    "Several clips per UNet call (the fast path, float32, channels-last, chunked decoding) = one clip per call."
+    p = _tiny_pipe(); x = torch.cat([fmri, -fmri[:1]])  # 3 clips
+    kw = dict(negative_fmri=x.mean(0), num_inference_steps=3)
+    one = np.concatenate([p(x[k:k + 1], generator=[_gen(10 + k)], **kw).frames for k in range(3)])
+    g = _gen(3); one_shared = np.concatenate([p(x[k:k + 1], generator=g, **kw).frames for k in range(3)])
+    p.enable_fast_sampling(channels_last=True)
+    batched = p(x, generator=[_gen(10 + k) for k in range(3)], decode_chunk_size=4, **kw).frames
+    shared = p(x, generator=_gen(3), **kw).frames  # one generator: consumed clip by clip, as one clip per call does
+    assert np.abs(batched - one).max() < 1e-5 and np.abs(shared - one_shared).max() < 1e-5
+    assert np.abs(shared - one).max() > 1e-3  # the generators do matter
+
+
+def test_enable_fast_sampling_half_precision_and_compile(fmri, monkeypatch):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from mindvideo.inflate import SparseCausalAttnProcessor
+    p = _tiny_pipe()
+    assert all(isinstance(v, (SparseCausalAttnProcessor, AttnProcessor2_0)) for v in p.unet.attn_processors.values())  # SDPA
+    kw = dict(negative_fmri=fmri.mean(0), num_inference_steps=2, generator=_gen(1))
+    ref = p(fmri, **kw).frames
+    compiled = []  # tracing takes seconds: the test checks the wiring (Module.compile, in place), not dynamo
+    monkeypatch.setattr(p.unet, "compile", lambda **kw: compiled.append(kw))
+    p.enable_fast_sampling(dtype="bfloat16", channels_last=False, compile=dict(mode="max-autotune"))
+    assert compiled == [dict(mode="max-autotune")]
+    assert (p.unet.dtype, p.vae.dtype, p.fmri_encoder.dtype) == (torch.bfloat16, torch.bfloat16, torch.float32)
+    out = p(fmri, output_type="latent", **{**kw, "generator": _gen(1)}).frames
+    assert out.dtype == torch.float32  # the loop stays float32
+    assert np.abs(p(fmri, **{**kw, "generator": _gen(1)}).frames - ref).max() < 0.2
+    with pytest.raises(ValueError, match="dtype: expected None or one of"): p.enable_fast_sampling(dtype=torch.int8)
+    with pytest.raises(ValueError, match="compile: expected a bool or a dict"): p.enable_fast_sampling(compile="yes")
+    with pytest.raises(ValueError, match="decode_chunk_size: expected an int >= 1"): p(fmri, decode_chunk_size=0, **kw)
+
+
 def test_sparse_causal_processors_follow_frame_count(pipe, fmri):
     from mindvideo.inflate import SparseCausalAttnProcessor
     pipe(fmri, guidance="none", num_frames=24, num_inference_steps=1)

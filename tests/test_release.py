@@ -198,3 +198,16 @@ def test_num_voxels_override(parts):
     assert all(torch.equal(v, parts["fmri_encoder"].state_dict()[k]) for k, v in same.state_dict().items())
     with pytest.raises(InputError, match=r"shape mismatches \(1\): proj_head.channel_mapper.weight \(5, 14\) in the file, \(5, 12\) in the model"):
         load_release_encoder(CKPT/"fmri_encoder", num_voxels=96)
+
+
+def test_fast_path_batched_matches_one_clip_at_a_time(ref):
+    "The authors' network, float32: clips sampled together (fast path: channels-last, chunked decoding) = one clip per call."
+    pipe = MindVideoPipeline.from_release(CKPT); pipe.set_progress_bar_config(disable=True)
+    fmri = torch.from_numpy(np.concatenate([ref["fmri"], ref["fmri"][:1] * -1]))  # 3 clips
+    kw = dict(negative_fmri=torch.from_numpy(ref["uncon_fmri"][:1]), num_frames=6, height=16, width=16, num_inference_steps=4,
+              guidance_scale=12.5, output_type="np")
+    gen = torch.Generator().manual_seed(3407)  # one generator drawn from in test order, as the release's eval_all.py
+    one = np.concatenate([pipe(fmri=fmri[k:k + 1], generator=gen, **kw).frames for k in range(3)])
+    pipe.enable_fast_sampling(channels_last=True)
+    batched = pipe(fmri=fmri, generator=torch.Generator().manual_seed(3407), decode_chunk_size=5, **kw).frames
+    assert _maxdiff(batched, one) < 1e-5

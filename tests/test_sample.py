@@ -20,11 +20,13 @@ def model(tmp_path_factory):
 
 
 def test_sample_command_writes_clips_and_repeats(model):
-    args = ["sample", "--model", str(model / "model"), "--fmri", str(model / "windows.npy"), "--steps", "3", "--seed", "5"]
-    assert main(args + ["--out", str(model / "a")]) == 0 and main(args + ["--out", str(model / "b")]) == 0
+    args = ["sample", "--model", str(model / "model"), "--fmri", str(model / "windows.npy"), "--steps", "3", "--seed", "5",
+            "--device", "cpu"]
+    assert main(args + ["--out", str(model / "a")]) == 0 and main(args + ["--out", str(model / "b"), "--batch-size", "1"]) == 0
     rec = json.loads((model / "a" / "samples.json").read_text())
     assert rec["n_clips"] == 2 and rec["steps"] == 3 and rec["guidance"] == "adversarial" and rec["seed"] == 5
-    for f in rec["files"]:
+    assert (rec["batch_size"], rec["device"], rec["dtype"]) == (4, "cpu", "float32")
+    for f in rec["files"]:  # the same clips, whether sampled together or one per call
         assert (model / "a" / f"{f}.mp4").stat().st_size > 0
         assert np.array_equal(iio.imread(model / "a" / f"{f}.gif"), iio.imread(model / "b" / f"{f}.gif"))
 
