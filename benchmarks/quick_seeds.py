@@ -90,11 +90,14 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".seeds", help="project copies (one per seed)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=1, help="seeds run at once, each with cpu_count // jobs torch threads")
+    ap.add_argument("--no-run", action="store_true", help="only read the finished runs in <work>/seed<s>")
     a = ap.parse_args(argv)
     variants = [a.preset] + ([] if a.presets_only else [f"{a.preset}+{k}" for k in ABLATIONS])
     threads = max(1, (os.cpu_count() or 1) // a.jobs) if a.jobs > 1 else None
-    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        projs = dict(zip(a.seeds, pool.map(lambda s: run_seed(s, variants, a.work, threads), a.seeds)))
+    if a.no_run: projs = {s: a.work / f"seed{s}" for s in a.seeds}
+    else:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            projs = dict(zip(a.seeds, pool.map(lambda s: run_seed(s, variants, a.work, threads), a.seeds)))
     baselines, ablations = {}, {}
     for s in a.seeds:
         fig = projs[s] / "figures" / a.preset
@@ -105,7 +108,9 @@ def main(argv=None):
             ablations[s] = {}
             for variant, columns in abl.items():
                 for c, m in columns.items(): ablations[s].setdefault(c, {})[variant] = m
+    prov = {str(s): json.loads((projs[s] / "figures" / a.preset / "06_table_main.json").read_text())["provenance"] for s in a.seeds}
     res = dict(preset=a.preset, seeds=a.seeds, world_seed="the preset's data.world_seed (fixed)",
+               runs={s: dict(commit=p["commit"], torch_threads=p.get("environment", {}).get("torch_threads")) for s, p in prov.items()},
                mindvideo_minus_baseline=summarise(baselines))
     if ablations: res["ablation_minus_full"] = summarise(ablations)
     out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_seeds.json"
