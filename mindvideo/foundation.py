@@ -21,7 +21,7 @@ from tokenizers import pre_tokenizers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, is_main_process, load_preset, seed_everything,
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, distributed_state, is_main_process, load_preset, seed_everything,
                             stage_dir, write_json)
 from .train import fit
 
@@ -431,7 +431,10 @@ def load_foundation(cfg:Preset|str, # the preset (or its name)
     if cfg.data.source == "wen2018":
         fd = load_foundation_from(asset_dir(cfg, "clip"), asset_dir(cfg, "sd"), device)  # the one folder rule of core.ASSETS
     else:
-        out = foundation_dir(cfg, seed)
+        out = foundation_dir(cfg, seed); state = distributed_state()
+        if state is not None and not (out/"training.json").is_file():  # the losses call parts of the model, which DDP does not see
+            raise ConfigError(f"foundation: expected one process to train the stand-ins (run `mindvideo train --stage foundation` "
+                              f"without accelerate launch first; the other stages then load them), got {state.num_processes} processes")
         with _stage_lock(out):
             if not (out/"training.json").is_file():
                 if is_main_process():  # left by killed runs (the other processes of a launch write elsewhere, see atomic_path)
