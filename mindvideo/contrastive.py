@@ -19,7 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
-from .core import (InputError, Preset, atomic_path, check_array, is_main_process, load_npy, load_preset, seed_everything,
+from .core import (ConfigError, InputError, Preset, atomic_path, check_array, distributed_state, is_main_process, load_npy, load_preset, seed_everything,
                             stage_dir, write_json)
 from .train import fit, predict_batches
 
@@ -384,6 +384,10 @@ def train_contrastive(cfg:Preset|str, # preset (or its name)
     cfg = load_preset(cfg); c = cfg.contrastive
     out = contrastive_dir(cfg, seed)
     if (out/"done.json").exists(): return out
+    state = distributed_state()
+    if state is not None and c.epochs > 0:  # each process's InfoNCE would see only its share of the batch as negatives
+        raise ConfigError(f"contrastive: expected one process (run `mindvideo train --stage contrastive` without accelerate launch "
+                          f"first; the co-training then loads it), got {state.num_processes} processes")
     with _stage_lock(out):
         if (out/"done.json").exists(): return out  # another process finished it meanwhile
         # 1. data and CLIP targets

@@ -23,8 +23,8 @@ from tokenizers import pre_tokenizers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, environment, git_commit, is_main_process,
-                            load_preset, seed_everything, stage_dir, stage_lock, write_json)
+from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, distributed_state, environment, git_commit,
+                            is_main_process, load_preset, seed_everything, stage_dir, stage_lock, write_json)
 from .data import load_world, world_seed
 from .train import fit
 
@@ -467,6 +467,10 @@ def load_foundation(cfg:Preset|str, # the preset (or its name)
     else:
         out = standins_dir(cfg, seed)
         if out == foundation_dir(cfg, seed):
+            state = distributed_state()
+            if state is not None and not (out/"training.json").is_file():  # the losses call parts of the model, which DDP does not see
+                raise ConfigError(f"foundation: expected one process to train the stand-ins (run `mindvideo train --stage foundation` "
+                                  f"without accelerate launch first; the other stages then load them), got {state.num_processes} processes")
             with stage_lock(out):
                 if not (out/"training.json").is_file():
                     if is_main_process():  # left by killed runs (the other processes of a launch write elsewhere, see atomic_path)

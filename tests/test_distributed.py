@@ -6,10 +6,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 
-from mindvideo.core import load_preset, stage_dir
+import mindvideo.contrastive
+import mindvideo.foundation
+from mindvideo.core import ConfigError, load_preset, stage_dir
 from mindvideo.data import load_pretrain_fmri
 from mindvideo.mae import MAEforFMRI, build_mae, load_mae, mae_history, split_subjects, subject_loader
 from mindvideo.train import row_digests
@@ -59,3 +63,13 @@ def test_mae_stage_on_two_processes(tmp_cache, tmp_path):
     h = mae_history(cfg)["history"]
     assert h["step"][-1] == len(loader) - 1 and h["loss"][-1] < 0.8 * h["loss"][0]
     assert p.stdout.count("mae: ") == 2  # each process prints the stage's line
+
+
+def test_stages_that_train_in_one_process_say_so(tmp_cache, monkeypatch):
+    "The stand-in foundation and the contrastive stage refuse several processes with an error that names the way out."
+    two = SimpleNamespace(num_processes=2, is_main_process=True)
+    for mod in (mindvideo.contrastive, mindvideo.foundation): monkeypatch.setattr(mod, "distributed_state", lambda: two)
+    with pytest.raises(ConfigError, match=r"foundation: expected one process .*--stage foundation.* got 2 processes"):
+        mindvideo.foundation.load_foundation("smoke")
+    with pytest.raises(ConfigError, match=r"contrastive: expected one process .*--stage contrastive.* got 2 processes"):
+        mindvideo.contrastive.train_contrastive("smoke")
