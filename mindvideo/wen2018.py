@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .core import ASSETS, InputError, Preset, asset_dir, atomic_path, check_array, hcp_dir, load_preset
-from .data import load_pretrain_fmri, load_world, save_wen_layout
+from .data import load_world
+from .layouts import save_wen_layout
+from .mae import load_pretrain_fmri
 
 # %% auto #0
 __all__ = ['wen_files', 'required_assets', 'missing_assets', 'check_assets', 'preprocess_fmri_run', 'movie_to_clips',
