@@ -1,18 +1,16 @@
 """mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP, uint8 frames,
 classifiers (tiny ViT / VideoMAE saved in the Hugging Face layouts, EfficientNet-Lite0, trained CNNs), tables."""
-import json
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mindvideo.core import InputError, load_preset, save_metrics
-from mindvideo.testing import toy_clips
+from mindvideo.core import InputError, save_metrics
 from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
                             clip_similarity, markdown_table, max_n_way, n_way_top_k, random_logits,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
                             target_classes, to_uint8, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
+from mindvideo.testing import toy_clips
 
 GT = np.array([[5., 4, 3, 2, 1]])
 PRED = np.array([[3., 4, 1, 5, 2]])

@@ -10,14 +10,19 @@ import mindvideo.pipeline as mp
 from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo.mae import FMRIEncoder
 from mindvideo.pipeline import MindVideoPipeline, guided_noise, reconstruct, save_gif, save_mp4, side_by_side
-from mindvideo.testing import tiny_pipeline  # seeded tiny components: inflated 2-D UNet (sparse-causal attn1), AutoencoderKL, FMRIEncoder, DDIM
+from mindvideo.testing import tiny_pipeline
 
 W, V = 2, 32  # fMRI window and voxels of the tiny encoder
 
 
+def _tiny_pipe(seed=0, attention="sparse_causal"):
+    "Seeded tiny components: inflated 2-D UNet (sparse-causal attn1), AutoencoderKL, FMRIEncoder, DDIM (mindvideo.testing)."
+    return tiny_pipeline(seed, attention)
+
+
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_pipeline()
+    return _tiny_pipe()
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +254,7 @@ def test_score_clips_and_grid():
 
 def test_attention_slicing_keeps_sparse_causal_frames(fmri):
     from mindvideo.inflate import SparseCausalAttnProcessor
-    p = tiny_pipeline()
+    p = _tiny_pipe()
     kw = dict(fmri=fmri, negative_fmri=fmri.mean(0), num_inference_steps=2, output_type="np")
     ref = p(generator=_gen(1), **kw).frames
     n_sparse = sum(isinstance(v, SparseCausalAttnProcessor) for v in p.unet.attn_processors.values())
