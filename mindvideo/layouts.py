@@ -12,8 +12,8 @@ import numpy as np
 from .core import InputError, Preset, asset_dir, atomic_path, check_array, load_npy
 
 # %% auto #0
-__all__ = ['wen_file_names', 'save_wen_layout', 'read_wen_split', 'process_voxel_ts', 'load_hcp_npz', 'pad_to_patch_size',
-           'pad_to_length', 'normalize']
+__all__ = ['wen_file_names', 'save_wen_layout', 'read_wen_split', 'pad_to_patch_size', 'pad_to_length', 'normalize',
+           'process_voxel_ts', 'load_hcp_npz']
 
 # %% ../nbs/01a_layouts.ipynb #8b7bb1ec
 def wen_file_names(fps:int=3, # frame rate in the file names (release: 3)
@@ -100,6 +100,23 @@ def read_wen_split(folder, # the `preprocessed` folder
         label = load_npy(lab, shape=(S, T))
     return dict(video=video, text=text, fmri=fmri, seg_id=seg_id, label=label)
 
+# %% ../nbs/01a_layouts.ipynb #4ff0bdef
+def pad_to_patch_size(x:np.ndarray, # (..., V)
+                      patch_size:int=16, # patch size
+                     )->np.ndarray:
+    "Wrap-pad the last axis by `patch_size - V % patch_size` columns (always 1..patch_size, as the release does)."
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, patch_size - x.shape[-1] % patch_size)], mode="wrap")
+
+def pad_to_length(x:np.ndarray, length:int)->np.ndarray:
+    "Wrap-pad the last axis to `length` (no-op when already that long)."
+    if x.shape[-1] > length: raise InputError(f"fmri: expected at most {length} voxels, found {x.shape[-1]}")
+    return x if x.shape[-1] == length else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])], mode="wrap")
+
+def normalize(x:np.ndarray, mean=None, std=None)->np.ndarray:
+    "Z-score with one scalar mean and std (computed from `x` when not given)."
+    mean = x.mean() if mean is None else mean; std = x.std() if std is None else std
+    return ((x - mean) / std).astype(np.float32)
+
 # %% ../nbs/01a_layouts.ipynb #0f506e3b
 def process_voxel_ts(v:np.ndarray, # (T, V) voxel time series of one subject
                      patch_size:int=16, # patch size
@@ -139,20 +156,3 @@ def load_hcp_npz(folder, # data/HCP/npz
         out.append(process_voxel_ts(np.concatenate(parts, axis=-1), patch_size, name=str(f)))
     if not out: raise InputError(f"{folder}: expected at least one <subject>/HCP_visual_voxel.npz, found none")
     return out
-
-# %% ../nbs/01a_layouts.ipynb #4ff0bdef
-def pad_to_patch_size(x:np.ndarray, # (..., V)
-                      patch_size:int=16, # patch size
-                     )->np.ndarray:
-    "Wrap-pad the last axis by `patch_size - V % patch_size` columns (always 1..patch_size, as the release does)."
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, patch_size - x.shape[-1] % patch_size)], mode="wrap")
-
-def pad_to_length(x:np.ndarray, length:int)->np.ndarray:
-    "Wrap-pad the last axis to `length` (no-op when already that long)."
-    if x.shape[-1] > length: raise InputError(f"fmri: expected at most {length} voxels, found {x.shape[-1]}")
-    return x if x.shape[-1] == length else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])], mode="wrap")
-
-def normalize(x:np.ndarray, mean=None, std=None)->np.ndarray:
-    "Z-score with one scalar mean and std (computed from `x` when not given)."
-    mean = x.mean() if mean is None else mean; std = x.std() if std is None else std
-    return ((x - mean) / std).astype(np.float32)
