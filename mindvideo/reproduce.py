@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerprint, find_project, list_notebooks,
                             load_preset, stage_lock, write_json)
 from .docs import build_docs
-from .wen2018 import check_assets
+from .layouts import check_assets
 
 # %% auto #0
 __all__ = ['RELEASE_NOTEBOOKS', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint', 'recorded_outputs',

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mindvideo.core import InputError, load_preset
-from mindvideo.wen2018 import (check_assets, convert_wen2018, make_tiny_models, missing_assets, movie_to_clips,
-                               preprocess_fmri_run, read_cifti)
+from mindvideo.layouts import check_assets, missing_assets
+from mindvideo.wen2018 import convert_wen2018, make_tiny_models, movie_to_clips, preprocess_fmri_run, read_cifti
 
 
 def test_missing_assets_listed_in_one_error(tmp_path, monkeypatch):
