@@ -22,7 +22,7 @@ import torch
 
 from mindvideo.contrastive import drop_tokens
 from mindvideo.core import get_device, load_preset
-from mindvideo.data import pad_to_patch_size
+from mindvideo.layouts import pad_to_patch_size
 from mindvideo.mae import FMRIEncoder
 
 

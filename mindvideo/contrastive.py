@@ -5,9 +5,6 @@
 # %% ../nbs/03_contrastive.ipynb #576a18fa
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import math
 import shutil
 from pathlib import Path
@@ -21,11 +18,16 @@ from tqdm.auto import tqdm
 
 from .core import (ConfigError, InputError, Preset, atomic_path, check_array, distributed_state, is_main_process, load_npy, load_preset, seed_everything,
                             stage_dir, write_json)
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .data import load_dataset
+from .eval import n_way_top_k
+from .foundation import encode_images, encode_text, load_foundation
+from .mae import FMRIEncoder, make_encoder, pretrain_mae
 from .train import fit, predict_batches
 
 # %% auto #0
 __all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
-           'category_top1', 'fit_ridge', 'unique_targets', 'identification_nway', 'augment_windows', 'drop_tokens',
+           'category_top1', 'unique_targets', 'identification_nway', 'augment_windows', 'drop_tokens',
            'train_contrastive_model', 'embed_fmri', 'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive',
            'load_contrastive_encoder', 'load_clip_head']
 
@@ -150,21 +152,6 @@ def category_top1(sim, # (N, N) similarity
     ok = y >= 0
     return float((y[s.argmax(1)] == y)[ok].mean())
 
-def fit_ridge(X_train, # (N, ...) fMRI features; flattened to (N, d)
-              Y_train, # (N, P) targets (CLIP embeddings)
-              alphas=tuple(np.logspace(-1, 6, 15)), # candidate penalties
-              folds:int=5, # contiguous (unshuffled) CV folds choosing the penalty
-             ):
-    "Ridge regression X -> Y, penalty chosen by contiguous k-fold CV (sklearn `RidgeCV`); `.predict(X)` accepts (N, ...)."
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-    X = check_array(X_train, "X_train"); Y = check_array(Y_train, "Y_train", ndim=2)
-    if len(X) != len(Y): raise InputError(f"X_train, Y_train: expected the same number of rows, found {len(X)} and {len(Y)}")
-    flat = FunctionTransformer(lambda a: np.asarray(a, np.float64).reshape(len(a), -1))
-    return make_pipeline(flat, StandardScaler(), RidgeCV(alphas=alphas, cv=KFold(folds, shuffle=False))).fit(X, Y)
-
 def unique_targets(t, # (N, P) target embeddings, e.g. one caption embedding per clip
                    decimals:int=5, # rounding used to call two embeddings identical
                   )->tuple:
@@ -186,7 +173,6 @@ def identification_nway(sim, # (N_query, N_candidates) similarity
                         seed:int=0, # seed of the draws
                        )->np.ndarray:
     "Per-query accuracy (N_query,) of N-way top-k identification: the fraction of `n_trials` random candidate sets in which the truth ranks within the top `k`."
-    from mindvideo.eval import n_way_top_k
     s = check_array(sim, "sim", ndim=2)
     target = _check_target(s, target)
     if not 2 <= n_way <= s.shape[1]: raise InputError(f"n_way: expected 2..{s.shape[1]} (the number of candidates), found {n_way}")
@@ -334,15 +320,11 @@ def embed_fmri(model:ContrastiveModel, # trained encoder + head
     return predict_batches(model, model, fmri, batch_size)
 
 # %% ../nbs/03_contrastive.ipynb #e115ba77
-from .core import stage_lock as _stage_lock  # one lock helper for every stage
-
 def clip_arrays(cfg:Preset|str, # preset (or its name)
                 split:str="train", # 'train' or 'test'
                 seed:int=0, # seed of the world and foundation
                )->dict:
     "fMRI windows and CLIP targets of a split, cached: dict(fmri (N, w, V), image (N, P), text (N, P), labels (N,))."
-    from mindvideo.data import load_dataset
-    from mindvideo.foundation import encode_images, encode_text, load_foundation
     cfg = load_preset(cfg)
     if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', found {split!r}")
     d = stage_dir(cfg, "clip_targets", "data", "foundation", seed=seed) / split
@@ -379,8 +361,6 @@ def train_contrastive(cfg:Preset|str, # preset (or its name)
                       seed:int=0, # seed of the run
                      )->Path:
     "Run (or load from cache) the contrastive stage; returns the folder holding `fmri_encoder/` and `clip_head/`."
-    from mindvideo.foundation import load_foundation
-    from mindvideo.mae import make_encoder, pretrain_mae
     cfg = load_preset(cfg); c = cfg.contrastive
     out = contrastive_dir(cfg, seed)
     if (out/"done.json").exists(): return out
@@ -419,7 +399,6 @@ def load_contrastive_encoder(cfg:Preset|str, # preset (or its name)
                              seed:int=0, # seed of the run
                             ):
     "The contrastively aligned `FMRIEncoder` (trained if not cached), in eval mode."
-    from mindvideo.mae import FMRIEncoder
     return FMRIEncoder.from_pretrained(train_contrastive(cfg, seed=seed)/"fmri_encoder").eval()
 
 def load_clip_head(cfg:Preset|str, # preset (or its name)

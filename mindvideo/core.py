@@ -5,12 +5,14 @@
 # %% ../nbs/00_core.ipynb #e4ca794e
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import functools
 import fcntl
 import hashlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import math
@@ -31,8 +33,8 @@ __all__ = ['TRACE_ENV', 'PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputE
            'distributed_state', 'is_main_process', 'trace', 'atomic_path', 'write_json', 'DataConfig', 'MAEConfig',
            'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig', 'GuidanceConfig', 'EvalConfig',
            'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir', 'find_project', 'list_notebooks',
-           'data_dir', 'stage_dir', 'code_version', 'asset_dir', 'hcp_dir', 'files_fingerprint', 'data_fingerprint',
-           'git_commit', 'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
+           'data_dir', 'stage_dir', 'module_imports', 'code_version', 'asset_dir', 'hcp_dir', 'files_fingerprint',
+           'data_fingerprint', 'git_commit', 'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -544,14 +546,39 @@ def stage_dir(p:Preset, # the preset
     return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker), data_fingerprint(p)])}"
 
 # which module makes each cached stage: the folder of a stage is the same whoever asks for it (the stage itself, a test, a notebook)
-_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.data", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
-                 "clip_targets": "mindvideo.contrastive", "contrastive": "mindvideo.contrastive", "cotrain": "mindvideo.inflate",
-                 "recon": "mindvideo.pipeline", "eval_classifiers": "mindvideo.eval", "eval_baselines": "mindvideo.eval",
+_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.mae", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
+                 "clip_targets": "mindvideo.contrastive", "contrastive": "mindvideo.contrastive", "cotrain": "mindvideo.pipeline",
+                 "recon": "mindvideo.pipeline", "eval_classifiers": "mindvideo.eval", "eval_baselines": "mindvideo.baselines",
                  "interpret": "mindvideo.interpret"}
 
-# the method's stages in pipeline order (data -> MAE -> foundation -> contrastive -> co-training -> sampling), and the helpers they all use
-_PIPELINE = ("data", "mae", "foundation", "contrastive", "inflate", "pipeline")
-_SHARED = ("core", "train")
+def _package_dir()->Path:
+    "The folder of the installed `mindvideo` package (located, not imported)."
+    return Path(importlib.util.find_spec("mindvideo").origin).parent
+
+def module_imports(root=None, # folder of the package's modules; None = the installed mindvideo
+                  )->dict[str, set[str]]:
+    "{module: the package's modules it imports}, read with `ast` from every `<root>/*.py` (any `from .x`, `from mindvideo.x`, `import mindvideo.x`)."
+    root = Path(root) if root is not None else _package_dir()
+    graph = {}
+    for f in sorted(root.glob("*.py")):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mindvideo."):
+                deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mindvideo.")}
+        graph[f.stem] = deps - {f.stem}
+    return graph
+
+def _upstream(mod:str, graph:dict)->set[str]:
+    "`mod` and every module it imports, directly or through others."
+    seen, todo = set(), [mod]
+    while todo:
+        m = todo.pop()
+        if m not in seen and m in graph: seen.add(m); todo += sorted(graph[m])
+    return seen
 
 def _hashed_source(name:str, text:str)->str:
     "The part of a module's source that can change artifacts: all of it, except core's cell of preset values (those enter the fingerprint itself)."
@@ -560,15 +587,12 @@ def _hashed_source(name:str, text:str)->str:
 
 @functools.lru_cache(maxsize=None)
 def code_version(caller:str="")->str:
-    "Hash of the sources that can change `caller`'s artifacts: the shared helpers, its own module and every pipeline module upstream of it (all of them for the modules after the pipeline, e.g. eval)."
-    import mindvideo
-    root = Path(mindvideo.__file__).parent
+    "Hash of the sources that can change `caller`'s artifacts: its module and every package module it imports, directly or not (the whole package for a caller outside it)."
+    root = _package_dir(); graph = module_imports(root)
     mod = caller.split(".")[-1] if caller.startswith("mindvideo.") else ""
-    upstream = _PIPELINE[:_PIPELINE.index(mod) + 1] if mod in _PIPELINE else _PIPELINE
     h = hashlib.sha256()
-    for name in sorted(set(_SHARED) | set(upstream) | ({mod} if mod else set())):
-        f = root/f"{name}.py"
-        if f.exists(): h.update(name.encode()); h.update(_hashed_source(name, f.read_text()).encode())
+    for name in sorted(_upstream(mod, graph) if mod in graph else graph):
+        h.update(name.encode()); h.update(_hashed_source(name, (root/f"{name}.py").read_text()).encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/00_core.ipynb #eaf3c46d

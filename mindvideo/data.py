@@ -5,13 +5,10 @@
 # %% ../nbs/01_data.ipynb #4faae299
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,11 +19,15 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, data_dir, hcp_dir, load_npy,
-                            load_preset, stage_dir, write_json)
+from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, stage_dir, write_json
+from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .layouts import _read_fmri, _wen_folder, normalize, pad_to_length, pad_to_patch_size, read_wen_split, wen_file_names
 
 # %% auto #0
-__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex', 'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world', 'save_world', 'read_world', 'world_seed', 'load_world', 'FMRIVideoDataset', 'wen_dataset', 'load_dataset', 'wen_file_names', 'save_wen_layout', 'read_wen_split', 'read_wen_world', 'make_pretrain_fmri', 'load_pretrain_fmri', 'process_voxel_ts', 'load_hcp_npz', 'pad_to_patch_size', 'pad_to_length', 'normalize']
+__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex',
+           'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world',
+           'save_world', 'read_world', 'read_wen_world', 'world_seed', 'load_world', 'FMRIVideoDataset', 'wen_dataset',
+           'load_dataset']
 
 # %% ../nbs/01_data.ipynb #2ec34f8c
 AREAS = ("non-visual", "early visual", "higher visual")  # voxel_area codes 0, 1, 2
@@ -531,7 +532,17 @@ def read_world(folder)->World:
     arr = {k: load_npy(folder/f"{k}.npy", finite=False) for k in _WORLD_ARRAYS if (folder/f"{k}.npy").exists()}
     return World(**arr, categories=meta["categories"], scenes=meta["scenes"], meta=meta["meta"])
 
-from .core import stage_lock as _stage_lock  # one lock helper for every stage
+def read_wen_world(folder, subject:int=1, fps:int=3, frames_per_tr:int=6)->World:
+    "A `World` from the Wen 2018 layout (ground-truth extras unknown: labels -1 unless label files exist, areas -1, pRFs NaN)."
+    tr, te = (read_wen_split(folder, s, subject, fps, frames_per_tr) for s in ("train", "test"))
+    V = tr["fmri"].shape[-1]
+    if te["fmri"].shape[-1] != V:
+        raise InputError(f"{Path(folder)/wen_file_names(fps, subject)['fmri_test']}: expected {V} voxels as in the train file, found {te['fmri'].shape[-1]}")
+    lab = lambda s: s["label"] if s["label"] is not None else np.full(s["fmri"].shape[:2], -1, np.int64)
+    return World(video_train=tr["video"], video_test=te["video"], text_train=tr["text"], text_test=te["text"],
+                 fmri_train=tr["fmri"], fmri_test=te["fmri"], test_seg_id=te["seg_id"], train_seg_id=tr["seg_id"],
+                 label_train=lab(tr), label_test=lab(te), categories=[], voxel_area=np.full(V, -1), voxel_vertex=np.full(V, -1),
+                 rf=np.full((V, 3), np.nan), noise_ceiling=np.full(V, np.nan), meta=dict(source="wen2018", folder=str(folder), subject=subject))
 
 def world_seed(cfg:Preset, seed:int)->int:
     "The seed of the synthetic world: `cfg.data.world_seed` when the preset fixes it, else the run's `seed`."
@@ -654,219 +665,3 @@ def load_dataset(cfg:Preset|str, # preset (or its name)
         tr = [_read_fmri(p, m["fmri"].shape[-1]) for p, m in zip(paths, main)] if all(p.is_file() for p in paths) else None
     first = main[0]
     return wen_dataset(tr, te, split, first["video"], first["text"], first["label"], first["seg_id"], **kw)
-
-def _read_fmri(path:Path, n_voxels:int|None=None)->np.ndarray:
-    "A validated (S, T, V) fMRI array (finite, numeric, V = n_voxels when given)."
-    x = load_npy(path, finite=False)
-    if x.ndim != 3: raise InputError(f"{path}: expected shape (segments, TRs, voxels), found {x.shape}")
-    if x.dtype.kind not in "fiu": raise InputError(f"{path}: expected a numeric array, found dtype {x.dtype}")
-    if n_voxels is not None and x.shape[-1] != n_voxels: raise InputError(f"{path}: expected {n_voxels} voxels as the other split, found {x.shape[-1]}")
-    if 0 in x.shape: raise InputError(f"{path}: expected fMRI values, found an empty array of shape {x.shape}")
-    x = check_array(x, str(path))
-    with np.errstate(over="ignore"): y = x.astype(np.float32)
-    if not np.isfinite(y).all(): raise InputError(f"{path}: expected values that fit float32, found magnitudes up to {np.abs(x).max():.3g}")
-    if float(y.std()) == 0.0: raise InputError(f"{path}: expected varying fMRI values, found every value equal to {float(y.flat[0])} (z-scoring would divide by zero)")
-    return y
-
-# %% ../nbs/01a_layouts.ipynb #8b7bb1ec
-def wen_file_names(fps:int=3, # frame rate in the file names (release: 3)
-                   subject:int=1, # subject number
-                  )->dict:
-    "File names of the Wen 2018 preprocessed layout (spec §1.1)."
-    return dict(video_train=f"video_train_256_{fps}hz.npy", video_test=f"video_test_256_{fps}hz.npy",
-                text_train=f"text_train_256_{fps}hz.npy", text_test=f"text_test_256_{fps}hz.npy",
-                test_seg_id=f"test_seg_id_{fps}hz.npy", fmri_train=f"fmri_train_subject{subject}.npy",
-                fmri_test=f"fmri_test_subject{subject}.npy")
-
-def save_wen_layout(world:World, # the world to write
-                    folder, # data folder; files go to <folder>/preprocessed/
-                    subject:int=1, # subject number in the fMRI file names
-                    fps:int=3, # frame rate in the file names
-                   )->Path:
-    "Write `world` in the Wen 2018 preprocessed layout (each file atomically); returns the `preprocessed` folder."
-    out = Path(folder)/"preprocessed"; out.mkdir(parents=True, exist_ok=True)
-    names = wen_file_names(fps, subject)
-    extra = {f"train_seg_id_{fps}hz.npy": world.train_seg_id, "label_train.npy": world.label_train, "label_test.npy": world.label_test}
-    for path, arr in [(out/names[k], getattr(world, k)) for k in names] + [(out/k, v) for k, v in extra.items()]:
-        if arr is None: continue
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh: np.save(fh, np.asarray(arr), allow_pickle=False)
-    return out
-
-# %% ../nbs/01a_layouts.ipynb #f3eb8ba7
-def _wen_folder(cfg:Preset)->Path:
-    "<data folder>/preprocessed: the data folder is cfg.data.data_dir, else <core.data_dir()>/wen2018 (core.asset_dir)."
-    return asset_dir(cfg, "wen2018")/"preprocessed"
-
-def _hcp_folder(cfg:Preset)->Path:
-    "<cfg.data.data_dir or core.data_dir()>/HCP/npz, the MinD-Vis layout (`core.hcp_dir`)."
-    return hcp_dir(cfg)
-
-def _need(folder:Path, name:str)->Path:
-    p = folder/name
-    if not p.is_file():
-        raise InputError(f"{p}: file not found; expected the Wen 2018 preprocessed layout (spec §1.1) in {folder}")
-    return p
-
-def read_wen_split(folder, # the `preprocessed` folder
-                   split:str, # 'train' or 'test'
-                   subject:int=1, # subject number
-                   fps:int=3, # frame rate in the file names
-                   frames_per_tr:int=6, # expected frames per TR
-                  )->dict:
-    "Validated arrays of one split: video (mmap), text, fmri, seg_id (or None), label (or None)."
-    if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', found {split!r}")
-    folder = Path(folder); names = wen_file_names(fps, subject)
-    fv, ft, ff = _need(folder, names[f"video_{split}"]), _need(folder, names[f"text_{split}"]), _need(folder, names[f"fmri_{split}"])
-    video = load_npy(fv, mmap=True)
-    if video.ndim != 6 or video.shape[-1] != 3 or video.shape[2] != frames_per_tr:
-        raise InputError(f"{fv}: expected shape (segments, TRs, {frames_per_tr}, H, W, 3), found {video.shape}")
-    if video.dtype != np.uint8: raise InputError(f"{fv}: expected dtype uint8, found {video.dtype}")
-    S, T = video.shape[:2]
-    text = load_npy(ft, finite=False)
-    if text.dtype.kind not in "US": raise InputError(f"{ft}: expected a string array, found dtype {text.dtype}")
-    if text.dtype.kind == "S":  # bytes captions: UTF-8 text, never the repr "b'...'"
-        try: text = np.char.decode(text, "utf-8")
-        except UnicodeDecodeError as e: raise InputError(f"{ft}: expected UTF-8 captions, found bytes that are not ({e})") from None
-    if text.shape != (S, T, frames_per_tr):
-        raise InputError(f"{ft}: expected shape {(S, T, frames_per_tr)} (one caption per frame of {fv.name}), found {text.shape}")
-    fmri = _read_fmri(ff)
-    if fmri.shape[:2] != (S, T):
-        raise InputError(f"{ff}: expected {S} segments x {T} TRs to match {fv.name}, found {fmri.shape[0]} x {fmri.shape[1]}")
-    seg_id = label = None
-    sid = folder/(f"test_seg_id_{fps}hz.npy" if split == "test" else f"train_seg_id_{fps}hz.npy")
-    if split == "test": _need(folder, sid.name)
-    if sid.is_file():
-        seg_id = load_npy(sid, finite=False)
-        if seg_id.shape != (S, T): raise InputError(f"{sid}: expected shape {(S, T)} (one clip id per TR), found {seg_id.shape}")
-    lab = folder/f"label_{split}.npy"
-    if lab.is_file():
-        label = load_npy(lab, shape=(S, T))
-    return dict(video=video, text=text, fmri=fmri, seg_id=seg_id, label=label)
-
-def read_wen_world(folder, subject:int=1, fps:int=3, frames_per_tr:int=6)->World:
-    "A `World` from the Wen 2018 layout (ground-truth extras unknown: labels -1 unless label files exist, areas -1, pRFs NaN)."
-    tr, te = (read_wen_split(folder, s, subject, fps, frames_per_tr) for s in ("train", "test"))
-    V = tr["fmri"].shape[-1]
-    if te["fmri"].shape[-1] != V:
-        raise InputError(f"{Path(folder)/wen_file_names(fps, subject)['fmri_test']}: expected {V} voxels as in the train file, found {te['fmri'].shape[-1]}")
-    lab = lambda s: s["label"] if s["label"] is not None else np.full(s["fmri"].shape[:2], -1, np.int64)
-    return World(video_train=tr["video"], video_test=te["video"], text_train=tr["text"], text_test=te["text"],
-                 fmri_train=tr["fmri"], fmri_test=te["fmri"], test_seg_id=te["seg_id"], train_seg_id=tr["seg_id"],
-                 label_train=lab(tr), label_test=lab(te), categories=[], voxel_area=np.full(V, -1), voxel_vertex=np.full(V, -1),
-                 rf=np.full((V, 3), np.nan), noise_ceiling=np.full(V, np.nan), meta=dict(source="wen2018", folder=str(folder), subject=subject))
-
-# %% ../nbs/01a_layouts.ipynb #439b0031
-def _scene_bank(rng, cfg:Preset, categories:list, n_scenes:int):
-    d = cfg.data; F = d.frames_per_tr; bank = []
-    for i in range(n_scenes):
-        cat = i % len(categories); n_trs = int(rng.choice(d.scene_trs))
-        p = sample_scene(rng, cat, categories, n_trs * F)
-        fr, pos = render_scene(p, d.frame_size, d.fps)
-        f = frame_features(fr).reshape(n_trs, F, 4, -1).mean(1)
-        pos = np.nanmean(pos.reshape(n_trs, F, 2), 1) if p["kind"] == "shape" else np.full((n_trs, 2), np.nan, np.float32)
-        bank.append((f, np.full(n_trs, cat), pos))
-    return bank
-
-def make_pretrain_fmri(cfg:Preset, seed:int=0, progress:bool=True)->tuple[list, dict]:
-    "Simulate the unlabeled pre-training subjects: list of float32 (N_i, V_i_pad) arrays, and their voxel info."
-    d = cfg.data; rng = np.random.default_rng([seed, 1200]); ctx = fsaverage5_cortex()
-    categories = category_names(d.n_categories, d.natural_content)
-    bank = _scene_bank(rng, cfg, categories, max(2 * len(categories), 24))
-    h = hrf_kernel(d.tr, 1); smooth_all = _smoother(ctx["faces"], len(ctx["area"]))
-    out, info = [], dict(n_voxels=[], vertex=[], area=[])
-    for _ in tqdm(range(d.n_pretrain_subjects), desc="pretrain subjects", disable=not progress, leave=False):
-        V = int(np.clip(round(d.n_voxels * rng.uniform(0.7, 1.3)), 16, None))
-        fe = float(np.clip(d.frac_early + rng.uniform(-0.05, 0.05), 0, 1)); fh = float(np.clip(d.frac_higher + rng.uniform(-0.05, 0.05), 0, 1 - fe))
-        vox = _sample_voxels(rng, ctx, V, fe, fh, len(categories), d.snr)
-        seq, t = [], 0
-        while t < d.pretrain_trs:
-            f, lab, pos = bank[rng.integers(len(bank))]
-            if rng.random() < 0.5:  # mirror left-right
-                f = f.reshape(len(f), 4, _GRID, _GRID)[..., ::-1].reshape(len(f), 4, -1); pos = pos * np.array([-1, 1], np.float32)
-            seq.append((f, lab, pos)); t += len(f)
-        f, lab, pos = (np.concatenate(x)[:d.pretrain_trs] for x in zip(*seq))
-        prf = _prf_weights(vox["rf"]); pooled = np.einsum("nkp,vp->nkv", f, prf, optimize=True)
-        drive = voxel_drive(f, lab, pos, vox, prf, (pooled.mean(0), pooled.std(0) + 1e-6))
-        sig = _convolve_hrf(drive, h); sd = sig.std(0)
-        sig = (sig - sig.mean(0)) / np.where(sd > 1e-8, sd, 1) * (vox["area"] > 0)
-        x = detrend_zscore(sig * vox["snr"] + _noise(rng, len(sig), smooth_all[vox["vertex"]], d.noise_ar))
-        out.append(normalize(pad_to_patch_size(x, d.patch_size)))
-        info["n_voxels"].append(V); info["vertex"].append(vox["vertex"]); info["area"].append(vox["area"])
-    return out, info
-
-def load_pretrain_fmri(cfg:Preset|str, # preset (or its name)
-                       seed:int=0, # random seed
-                      )->list[np.ndarray]:
-    "Unlabeled fMRI for masked brain modelling: one float32 (N_i, V_i_pad) array per subject (synthetic: cached; wen2018: the HCP layout)."
-    cfg = load_preset(cfg)
-    if cfg.data.source == "wen2018":
-        return load_hcp_npz(_hcp_folder(cfg), patch_size=cfg.data.patch_size)
-    seed = world_seed(cfg, seed)
-    folder = stage_dir(cfg, "pretrain_fmri", "data", seed=seed)
-    if not (folder/"done.json").exists():
-        with _stage_lock(folder):
-            if not (folder/"done.json").exists():
-                arrs, info = make_pretrain_fmri(cfg, seed)
-                with atomic_path(folder, is_dir=True) as tmp:
-                    for i, a in enumerate(arrs): np.save(tmp/f"subject_{i:03d}.npy", a, allow_pickle=False)
-                    write_json(dict(n_subjects=len(arrs), n_voxels=info["n_voxels"]), tmp/"done.json")
-    n = json.loads((folder/"done.json").read_text())["n_subjects"]
-    return [load_npy(folder/f"subject_{i:03d}.npy") for i in range(n)]
-
-# %% ../nbs/01a_layouts.ipynb #0f506e3b
-def process_voxel_ts(v:np.ndarray, # (T, V) voxel time series of one subject
-                     patch_size:int=16, # patch size
-                     t:float=8, # seconds averaged per sample
-                     tr:float=0.75, # TR the release assumes
-                     name:str="voxel time series", # the file (and key) it came from, for errors
-                    )->np.ndarray:
-    "MinD-Vis: average `t`-second windows, wrap-pad, one scalar z-score."
-    n = int(t // tr)
-    if len(v) < n: raise InputError(f"{name}: expected at least {n} frames ({t:g} s at TR {tr:g} s), found {len(v)}")
-    x = np.concatenate([c.mean(0, keepdims=True) for c in np.array_split(v, len(v) // n, axis=0)])
-    return normalize(pad_to_patch_size(x, patch_size))
-
-def load_hcp_npz(folder, # data/HCP/npz
-                 patch_size:int=16, rois:tuple=("V1", "V2", "V3", "V4"),
-                )->list[np.ndarray]:
-    "Read every <folder>/<subject>/HCP_visual_voxel.npz (validated) and process it as MinD-Vis does."
-    folder = Path(folder)
-    if not folder.is_dir(): raise InputError(f"{folder}: folder not found; expected the MinD-Vis HCP layout <folder>/<subject>/HCP_visual_voxel.npz")
-    out = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        f = sub/"HCP_visual_voxel.npz"
-        if not f.is_file(): continue
-        try: npz = np.load(f, allow_pickle=False)
-        except Exception as e: raise InputError(f"{f}: expected an .npz of numeric arrays, could not read it ({e})") from None
-        with npz:
-            missing = [k for k in rois if k not in npz.files]
-            if missing: raise InputError(f"{f}: expected keys {list(rois)}, found {npz.files}")
-            try: parts = [np.asarray(npz[k]) for k in rois]
-            except ValueError as e: raise InputError(f"{f}: expected numeric arrays, found an object array ({e})") from None
-            except Exception as e: raise InputError(f"{f}: expected a readable .npz, a member could not be read ({type(e).__name__}: {e})") from None
-        for k, a in zip(rois, parts):
-            if a.dtype.kind not in "fiu": raise InputError(f"{f}[{k}]: expected a numeric array, found dtype {a.dtype}")
-            check_array(a, f"{f}[{k}]", ndim=2)
-            if len(a) != len(parts[0]): raise InputError(f"{f}[{k}]: expected {len(parts[0])} frames as {rois[0]}, found {len(a)}")
-        if sum(a.shape[1] for a in parts) == 0: raise InputError(f"{f}: expected voxels in {list(rois)}, found 0 columns")
-        out.append(process_voxel_ts(np.concatenate(parts, axis=-1), patch_size, name=str(f)))
-    if not out: raise InputError(f"{folder}: expected at least one <subject>/HCP_visual_voxel.npz, found none")
-    return out
-
-# %% ../nbs/01a_layouts.ipynb #4ff0bdef
-def pad_to_patch_size(x:np.ndarray, # (..., V)
-                      patch_size:int=16, # patch size
-                     )->np.ndarray:
-    "Wrap-pad the last axis by `patch_size - V % patch_size` columns (always 1..patch_size, as the release does)."
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, patch_size - x.shape[-1] % patch_size)], mode="wrap")
-
-def pad_to_length(x:np.ndarray, length:int)->np.ndarray:
-    "Wrap-pad the last axis to `length` (no-op when already that long)."
-    if x.shape[-1] > length: raise InputError(f"fmri: expected at most {length} voxels, found {x.shape[-1]}")
-    return x if x.shape[-1] == length else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])], mode="wrap")
-
-def normalize(x:np.ndarray, mean=None, std=None)->np.ndarray:
-    "Z-score with one scalar mean and std (computed from `x` when not given)."
-    mean = x.mean() if mean is None else mean; std = x.std() if std is None else std
-    return ((x - mean) / std).astype(np.float32)

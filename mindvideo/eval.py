@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,11 +21,17 @@ from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
 from .core import (ABLATIONS, ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, load_preset,
-                            record_output, stage_dir, write_json)
-from .train import fit, predict_batches
+                            stage_dir, write_json)
+from .data import load_dataset, load_world
+from .train import fit
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_top_k', 'random_logits', 'summarize', 'semantic_scores', 'skipped_n_ways', 'ssim_frames', 'frames_to_tensor', 'clip_similarity', 'Classifier', 'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier', 'VideoClassifier', 'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers', 'load_classifiers', 'score_method', 'chance_scores', 'summarize_scores', 'semantic_columns', 'markdown_table', 'ablation_table', 'Ridge', 'fit_ridge', 'ridge_pixels', 'encoder_tokens', 'generate_from_embeds', 'expected_fmri', 'cached_videos', 'noise_free_windows', 'paired_margin', 'ablation_margins']
+__all__ = ['PROTOCOLS', 'PAPER_TABLE1', 'target_classes', 'max_n_way', 'n_way_top_k', 'random_logits', 'summarize',
+           'semantic_scores', 'skipped_n_ways', 'ssim_frames', 'to_uint8', 'frames_to_tensor', 'clip_similarity',
+           'Classifier', 'vit_classifier', 'videomae_classifier', 'imagenet_classifier', 'FrameClassifier',
+           'VideoClassifier', 'train_classifier', 'trained_classifier', 'classifiers_dir', 'train_classifiers',
+           'load_classifiers', 'score_method', 'chance_scores', 'summarize_scores', 'semantic_columns',
+           'markdown_table', 'ablation_table']
 
 # %% ../nbs/06_eval.ipynb #7baaf413
 PROTOCOLS = ("release", "strict")
@@ -163,6 +169,11 @@ def ssim_frames(pred, # uint8 (..., H, W, 3) reconstructed frames
     return out.reshape(lead)
 
 # %% ../nbs/06_eval.ipynb #39901607
+def to_uint8(frames)->np.ndarray:
+    "Frames as uint8: floats are taken to be in [0, 1]."
+    a = frames.detach().cpu().numpy() if torch.is_tensor(frames) else np.asarray(frames)
+    return a if a.dtype == np.uint8 else (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
 def frames_to_tensor(frames)->torch.Tensor:
     "uint8 frames (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -367,7 +378,6 @@ def train_classifiers(cfg:Preset|str, # preset (or its name); synthetic worlds o
                       seed:int=0, # seed of the world and of the training
                      )->Path:
     "Train (once, cached) the frame and video classifiers on ground-truth training clips; returns their folder."
-    from mindvideo.data import load_dataset, load_world
     cfg = load_preset(cfg); out = classifiers_dir(cfg, seed)
     if (out/"done.json").is_file(): return out
     if cfg.data.source != "synthetic": raise ConfigError(f"{cfg.name}.data.source: trained classifiers need the synthetic world, got {cfg.data.source!r}")
@@ -525,177 +535,3 @@ def ablation_table(out_dir, # root of the figures (holds <preset>/06_table_main.
     if missing:
         lines += ["", "Missing (run these to fill the table):", ""] + [f"- `mindvideo reproduce --preset {n} --only 06_eval`" for n in missing]
     return "\n".join(lines) + "\n", {n: {k: v for k, v in m.items() if k != "_chance"} for n, m in found.items()}
-
-# %% ../nbs/06a_baselines.ipynb #49f08140
-@dataclass
-class Ridge:
-    "A fitted ridge regression, kept factored: predict(X) = ((X - x_mean) / x_std) @ V @ Q + y_mean."
-    V: np.ndarray; Q: np.ndarray; x_mean: np.ndarray; x_std: np.ndarray; y_mean: np.ndarray; alpha: float
-    val_r2: dict = field(default_factory=dict)  # validation R² of each penalty tried
-    def predict(self, X)->np.ndarray:
-        X = np.asarray(X, np.float64).reshape(len(X), -1)
-        return (((X - self.x_mean) / self.x_std) @ self.V) @ self.Q + self.y_mean
-
-def _svd_factors(X, Y):
-    "SVD of X and U^T Y: the ridge solution for any penalty a is V diag(s / (s^2 + a)) U^T Y."
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
-    return Vt.T, s, U.T @ Y
-
-def fit_ridge(X, # (N, ...) inputs, flattened to (N, d)
-              Y, # (N, ...) targets, flattened to (N, p)
-              alphas=None, # penalties to try; None = 10 values spanning the spectrum of X
-              val_frac:float=0.2, # last fraction of rows held out to choose the penalty
-             )->Ridge:
-    "Ridge regression with the penalty chosen on a contiguous hold-out, refit on all rows; never forms the (d, p) weights."
-    X = check_array(X, "X").astype(np.float64).reshape(len(X), -1); Y = check_array(Y, "Y").astype(np.float64).reshape(len(Y), -1)
-    if len(X) != len(Y): raise InputError(f"X, Y: expected the same number of rows, got {len(X)} and {len(Y)}")
-    if len(X) < 5: raise InputError(f"X: expected at least 5 rows to fit a ridge regression, got {len(X)}")
-    xm, xs = X.mean(0), X.std(0) + 1e-8; ym = Y.mean(0)
-    Xs, Yc = (X - xm) / xs, Y - ym
-    if alphas is None: alphas = np.linalg.norm(Xs, 2) ** 2 * np.logspace(-5, 1, 10)
-    # 1. choose the penalty on the held-out rows
-    n_val = max(1, int(round(len(X) * val_frac)))
-    V, s, UtY = _svd_factors(Xs[:-n_val], Yc[:-n_val])
-    XvV, Yv = Xs[-n_val:] @ V, Yc[-n_val:]
-    ss = max(((Yv - Yv.mean(0)) ** 2).sum(), 1e-12)
-    r2 = {float(a): float(1 - (((XvV * (s / (s ** 2 + a))) @ UtY - Yv) ** 2).sum() / ss) for a in alphas}
-    best = max(r2, key=r2.get)
-    # 2. refit on all rows with that penalty
-    V, s, UtY = _svd_factors(Xs, Yc)
-    return Ridge(V, (s / (s ** 2 + best))[:, None] * UtY, xm, xs, ym, best, r2)
-
-# %% ../nbs/06a_baselines.ipynb #c26f73b8
-def _resize_videos(v:np.ndarray, size:int, chunk:int=64)->np.ndarray:
-    "uint8 or float videos (N, F, H, W, 3) -> float32 (N, F, size, size, 3) in [0, 255] (bilinear, antialiased), in chunks."
-    N, Fr, H, W, _ = v.shape
-    if H == size and W == size: return np.asarray(v, np.float32)
-    out = np.empty((N, Fr, size, size, 3), np.float32)
-    for i in range(0, N, chunk):
-        x = torch.from_numpy(np.ascontiguousarray(v[i:i + chunk], dtype=np.float32)).flatten(0, 1).permute(0, 3, 1, 2)
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out[i:i + chunk] = x.permute(0, 2, 3, 1).reshape(-1, Fr, size, size, 3).numpy()
-    return out
-
-def ridge_pixels(fmri_train, # (N_tr, w, V) training fMRI windows
-                 videos_train, # uint8 (N_tr, F, H, W, 3) their clips
-                 fmri_test, # (N_te, w, V) test fMRI windows
-                 size:int=32, # decode at most size x size pixels
-                )->np.ndarray:
-    "Baseline: ridge regression from the fMRI window straight to the clip's pixels; uint8 (N_te, F, H, W, 3)."
-    v = check_array(videos_train, "videos_train", ndim=5); H = v.shape[2]; s = min(size, H)
-    r = fit_ridge(fmri_train, _resize_videos(v, s))
-    pred = r.predict(fmri_test).reshape(len(fmri_test), v.shape[1], s, s, 3)
-    return _resize_videos(pred, H).round().clip(0, 255).astype(np.uint8)
-
-# %% ../nbs/06a_baselines.ipynb #d40427c8
-def encoder_tokens(encoder:nn.Module, # FMRIEncoder: (B, w, V) -> (B, N, D)
-                   fmri, # (N, w, V) fMRI windows
-                   batch_size:int=64)->np.ndarray:
-    "The encoder's conditioning tokens for many windows: float32 (N, N_tok, D)."
-    return predict_batches(encoder, encoder, fmri, batch_size)
-
-@torch.no_grad()
-def generate_from_embeds(pipe, # a MindVideoPipeline
-                         embeds, # (N, N_tok, D) conditioning tokens
-                         negative_fmri, # (w, V) mean fMRI of the split (adversarial guidance)
-                         cfg:Preset, # guidance settings: mode, scale, steps, seed
-                         num_frames:int, size:int, # clip shape
-                         index=None, # the clips' positions in their split (`reconstruct`'s index); None = 0..N-1
-                         batch_size:int=8, desc:str="generate")->np.ndarray:
-    "Render conditions with the same generator, guidance and initial noise per clip as `reconstruct`: uint8 (N, F, H, W, 3)."
-    from mindvideo.pipeline import item_noise, to_uint8
-    e = torch.as_tensor(np.asarray(embeds, np.float32))
-    index = np.arange(len(e)) if index is None else np.asarray(index)
-    if len(index) != len(e): raise InputError(f"index: expected one position per condition ({len(e)}), got {len(index)}")
-    shape = (1, pipe._latent_channels(), num_frames, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
-    noise = item_noise(shape, index, cfg.guidance.seed)
-    neg = torch.as_tensor(negative_fmri) if cfg.guidance.mode == "adversarial" else None
-    out = []
-    for i in tqdm(range(0, len(e), batch_size), desc=desc, leave=False):
-        r = pipe(fmri_embeds=e[i:i + batch_size], negative_fmri=neg, num_frames=num_frames, height=size, width=size,
-                 num_inference_steps=cfg.guidance.num_inference_steps, guidance_scale=cfg.guidance.scale,
-                 guidance=cfg.guidance.mode, latents=noise[i:i + batch_size], output_type="np")
-        out.append(to_uint8(r.frames))
-    return np.concatenate(out)
-
-# %% ../nbs/06a_baselines.ipynb #6b65aae7
-def expected_fmri(world, # a synthetic `mindvideo.data.World` (holds `signal_<split>` and `fmri_<split>`)
-                  split:str="test", # 'train' or 'test'
-                 )->np.ndarray:
-    "Stimulus-driven part of the measured fMRI: per voxel, `a_v * signal` with `a_v` the least-squares fit of the measured split on its noise-free signal; float32 (S, T, V)."
-    if split not in ("train", "test"): raise InputError(f"split: expected 'train' or 'test', got {split!r}")
-    sig = getattr(world, f"signal_{split}", None)
-    if sig is None:
-        raise InputError(f"world.signal_{split}: expected the noise-free signal of a synthetic world, found None (real data has no ground-truth signal)")
-    x = check_array(getattr(world, f"fmri_{split}"), f"world.fmri_{split}", ndim=3).astype(np.float64)
-    s = check_array(sig, f"world.signal_{split}", shape=x.shape).astype(np.float64)
-    a = (x * s).sum((0, 1)) / np.maximum((s * s).sum((0, 1)), 1e-12)
-    return (a * s).astype(np.float32)
-
-# %% ../nbs/06a_baselines.ipynb #1b77c652
-def cached_videos(path, # .npz file of the cache
-                  compute:Callable, # () -> uint8 videos (N, F, H, W, 3)
-                 )->np.ndarray:
-    "Load uint8 videos from `path`, or compute them and save them there atomically."
-    path = Path(path)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z: return z["videos"]
-    v = np.asarray(compute(), dtype=np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh: np.savez(fh, videos=v)
-    return v
-
-# %% ../nbs/06a_baselines.ipynb #5f0de611
-def noise_free_windows(cfg:Preset|str, # preset (or its name) of a synthetic world
-                       seed:int=0, # seed of the world
-                       index=None, # test items to return; None = all
-                      )->np.ndarray:
-    "Test fMRI windows (N, w, V) of the noise-free diagnostic: `expected_fmri` in place of the measurement, windowed like `load_dataset`."
-    from mindvideo.data import load_world, wen_dataset
-    cfg = load_preset(cfg); d = cfg.data
-    if d.source != "synthetic": raise InputError(f"cfg.data.source: expected 'synthetic' (only a synthetic world has a noise-free signal), found {d.source!r}")
-    w = load_world(cfg, seed=seed)
-    ds = wen_dataset([w.fmri_train], [expected_fmri(w, "test")], "test", w.video_test, w.text_test, w.label_test, w.test_seg_id,
-                     patch_size=d.patch_size, window_size=d.window_size, fmri_offset=d.fmri_offset, frame_size=d.frame_size)
-    idx = range(len(ds)) if index is None else np.asarray(index, np.int64)
-    return np.stack([ds[int(k)]["fmri"].numpy() for k in idx])
-
-# %% ../nbs/06a_baselines.ipynb #ec471c3c
-def paired_margin(a, # per-clip scores of one method (N,)
-                  b, # per-clip scores of the other, on the same clips (N,)
-                 )->tuple[float, float]:
-    "Mean and standard error over clips of the paired difference a - b (clips where either is NaN are left out)."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1: raise InputError(f"a, b: expected two (N,) arrays of per-clip scores, found shapes {a.shape} and {b.shape}")
-    d = (a - b)[~np.isnan(a - b)]
-    if len(d) == 0: raise InputError("a, b: expected at least one clip where both scores are numbers, found none")
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-
-# %% ../nbs/06a_baselines.ipynb #424ff3fe
-def ablation_margins(out_dir, # root of the figures (holds <preset>/06_table_main.json)
-                     base:str="quick", # base preset
-                     ablations=None, # names; None = all of mindvideo.core.ABLATIONS
-                    )->tuple[str, dict]:
-    "Markdown table and numbers {preset: {column: {'mean', 'se'}}} of each ablation minus the base, paired over every test clip."
-    def per_clip(name):
-        f, m = _table_main(out_dir, name) or (None, {})
-        a = m.get("all_test_clips") or {}
-        return (f, a) if a.get("per_clip") else None
-    ref = per_clip(base)
-    if ref is None: return f"No per-clip scores of `{base}` on every test clip yet: run `mindvideo reproduce --preset {base} --only 06_eval`.\n", {}
-    fb, b = ref; out, missing = {}, []
-    keys = sorted(k for k in b["per_clip"] if "-way" in k) + sorted(k for k in b["per_clip"] if "-way" not in k)  # semantic columns first
-    for n in [f"{base}+{a}" for a in (ablations or list(ABLATIONS))]:
-        got = per_clip(n)
-        if got is None: missing.append(n); continue
-        f, a = got
-        if list(a["index"]) != list(b["index"]):
-            raise InputError(f"{f}: expected per-clip scores of the same {len(b['index'])} test clips as {fb}, found {len(a['index'])} other clips")
-        out[n] = {k: dict(zip(("mean", "se"), paired_margin(np.asarray(a["per_clip"][k], float), np.asarray(b["per_clip"][k], float))))
-                  for k in keys if k in a["per_clip"]}
-    cell = lambda m: "-" if m is None else f"{m['mean']:+.3f} ± {m['se']:.3f}" + (" *" if abs(m["mean"]) > 2 * m["se"] else "")
-    lines = ([f"Each ablation minus `{base}`, MinD-Video's score paired over all {len(b['index'])} test clips (mean ± standard error; * = more than two standard errors):", "",
-              "| preset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-             + [f"| {n} | " + " | ".join(cell(m.get(k)) for k in keys) + " |" for n, m in out.items()]) if out else []
-    if missing: lines += ["", "Without per-clip scores on every test clip (run these):", ""] + [f"- `mindvideo reproduce --preset {n} --only 06_eval`" for n in missing]
-    return "\n".join(lines) + "\n", out

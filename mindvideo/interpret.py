@@ -13,7 +13,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import ConfigError, InputError, Preset, atomic_path, load_preset, stage_dir, write_json
+from .contrastive import load_contrastive_encoder
+from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir, write_json
+from .data import load_dataset, load_world
+from .mae import make_encoder
+from .pipeline import load_cotrained
 
 # %% auto #0
 __all__ = ['AREAS', 'N_VERTICES', 'AREA_COLORS', 'STAGES', 'padded_source_index', 'fold_padded', 'patch_to_voxel',
@@ -327,20 +331,15 @@ STAGES = ("untrained", "mae", "contrastive", "cotrained")
 
 def _stage_encoder(cfg:Preset, stage:str, num_voxels:int, seed:int):
     "The fMRI encoder after a training stage (seeded: a fresh head is initialised the same way in every process)."
-    from mindvideo.core import seed_everything
     seed_everything(seed)
     if stage == "untrained":
-        from mindvideo.mae import make_encoder
         c = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, from_mae=False))
         return make_encoder(c, num_voxels, seed=seed)
     if stage == "mae":
-        from mindvideo.mae import make_encoder
         return make_encoder(cfg, num_voxels, seed=seed)
     if stage == "contrastive":
-        from mindvideo.contrastive import load_contrastive_encoder
         return load_contrastive_encoder(cfg, seed=seed)
     if stage == "cotrained":
-        from mindvideo.inflate import load_cotrained
         return load_cotrained(cfg, seed=seed)[1]
     raise ConfigError(f"stage: expected one of {STAGES}, got {stage!r}")
 
@@ -359,7 +358,6 @@ def interpret_encoders(cfg:Preset|str, # preset (or its name)
                        device:str="cpu",
                       )->dict:
     "Attention and attribution of the encoder of each stage on the test set; cached. {stage: dict(received, temporal, attribution, rows, trend)}."
-    from mindvideo.data import load_dataset, load_world
     cfg = load_preset(cfg)
     for s in stages:
         if s not in STAGES: raise ConfigError(f"stages: expected entries from {STAGES}, got {s!r}")

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerprint, find_project, list_notebooks,
                             load_preset, stage_lock, write_json)
 from .docs import build_docs
+from .layouts import check_assets
 
 # %% auto #0
 __all__ = ['RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint',
@@ -167,7 +168,6 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
     overrides = dict(overrides or {})
     cfg = load_preset(preset, overrides)  # validate before running anything
     if cfg.data.source == "wen2018":  # real data: one error listing every missing asset, before any notebook runs
-        from mindvideo.wen2018 import check_assets
         check_assets(cfg)
     proj = find_project(project)
     nbs = list_notebooks(proj/"nbs")
@@ -286,7 +286,7 @@ STAGES:dict = {  # stage name: "module:function(cfg, seed)"
     "mae": "mindvideo.mae:pretrain_mae",
     "foundation": "mindvideo.foundation:load_foundation",
     "contrastive": "mindvideo.contrastive:train_contrastive",
-    "cotrain": "mindvideo.inflate:cotrain",
+    "cotrain": "mindvideo.pipeline:cotrain",
 }
 
 def run_stage(stage:str, preset:str="quick", seed:int=0, overrides:dict|None=None):

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from conftest import write_notebook
 from mindvideo.core import ConfigError, InputError, data_fingerprint, load_npy, load_preset, stage_dir
-from mindvideo.data import _read_fmri, load_hcp_npz, process_voxel_ts, read_wen_split, save_wen_layout, load_world
+from mindvideo.data import load_world
+from mindvideo.layouts import _read_fmri, load_hcp_npz, process_voxel_ts, read_wen_split, save_wen_layout
 from mindvideo.evaluate import read_clips, split_release_gif
 from mindvideo.foundation import load_foundation_from
 from mindvideo.mae import build_mae, load_pretrained_mae, pretrain_mae

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, augment_windows, category_top1, contrastive_loss, embed_fmri,
-                                   fit_ridge, identification_nway, info_nce, retrieval_topk, same_target,
+                                   identification_nway, info_nce, retrieval_topk, same_target,
                                    train_contrastive_model)
 from mindvideo.core import InputError
+from mindvideo.testing import tiny_fmri_encoder
 
 
 def _np_info_nce(z, t, scale):
@@ -94,19 +95,6 @@ def test_identification_nway_rejects_bad_input():
     with pytest.raises(InputError, match="sim"):
         identification_nway(np.array([[0.1, np.nan], [0.2, 0.3]]), 2)
 
-def test_fit_ridge_recovers_linear_map():
-    rng = np.random.default_rng(0)
-    W = rng.normal(size=(12, 4))
-    X = rng.normal(size=(150, 2, 6)); Y = X.reshape(150, -1) @ W
-    m = fit_ridge(X, Y + 0.01 * rng.normal(size=Y.shape))
-    Xt = rng.normal(size=(20, 2, 6))
-    pred = m.predict(Xt)
-    assert pred.shape == (20, 4)
-    assert np.corrcoef(pred.ravel(), (Xt.reshape(20, -1) @ W).ravel())[0, 1] > 0.99
-    with pytest.raises(InputError, match="same number of rows"):
-        fit_ridge(X[:10], Y[:9])
-
-
 def test_head_round_trip(tmp_path):
     torch.manual_seed(0)
     head = FMRIToCLIP(in_dim=8, proj_dim=6, temperature_init=0.05)
@@ -121,10 +109,7 @@ def test_head_round_trip(tmp_path):
 
 
 def _tiny_encoder(seed=0):
-    mae = pytest.importorskip("mindvideo.mae")
-    torch.manual_seed(seed)
-    return mae.FMRIEncoder(num_voxels=32, patch_size=16, embed_dim=16, depth=1, num_heads=2, mlp_ratio=1.0,
-                           window_size=2, temporal_attention=True, out_tokens=3, out_dim=8)
+    return tiny_fmri_encoder(seed, out_dim=8)  # (B, 2, 32) -> (B, 3, 8)
 
 
 def _toy_data(n=48, v=32, p=4, seed=0):

@@ -9,6 +9,8 @@ import torch
 
 from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo import data as D
+from mindvideo import layouts as L
+from mindvideo import mae as M
 
 TINY = {"data.trs_per_segment": 12, "data.n_voxels": 64, "data.natural_content": False, "data.n_pretrain_subjects": 3,
         "data.pretrain_trs": 30}
@@ -33,7 +35,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture()
 def wen(world, tmp_path):
     "A Wen-layout folder written from the tiny world; returns (data_dir, preprocessed folder)."
-    return tmp_path, D.save_wen_layout(world, tmp_path)
+    return tmp_path, L.save_wen_layout(world, tmp_path)
 
 
 def wen_cfg(d, **kw):
@@ -103,7 +105,7 @@ def test_save_world_is_atomic(world, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- Wen layout round trip
 def test_wen_layout_round_trip(cfg, world, wen, cache):
     d, pre = wen
-    names = D.wen_file_names(3, 1)
+    names = L.wen_file_names(3, 1)
     assert all((pre / n).is_file() for n in names.values())
     for split in ("train", "test"):
         a = D.load_dataset(cfg, split)                # synthetic, in memory
@@ -191,12 +193,12 @@ def test_window_size_one():
 # ---------------------------------------------------------------- padding
 def test_padding_when_already_a_multiple_of_16():
     x = np.arange(2 * 32, dtype=np.float32).reshape(2, 32)
-    p = D.pad_to_patch_size(x, 16)
+    p = L.pad_to_patch_size(x, 16)
     assert p.shape == (2, 48)                        # the release always adds 1..16 columns
     np.testing.assert_array_equal(p[:, 32:], x[:, :16])  # numpy 'wrap'
-    assert D.pad_to_patch_size(np.zeros((1, 3731)), 16).shape == (1, 3744)
-    assert D.pad_to_patch_size(np.zeros((1, 47)), 16).shape == (1, 48)
-    assert D.pad_to_patch_size(np.zeros((3, 4, 16)), 16).shape == (3, 4, 32)
+    assert L.pad_to_patch_size(np.zeros((1, 3731)), 16).shape == (1, 3744)
+    assert L.pad_to_patch_size(np.zeros((1, 47)), 16).shape == (1, 48)
+    assert L.pad_to_patch_size(np.zeros((3, 4, 16)), 16).shape == (3, 4, 32)
 
 
 def test_dataset_num_voxels_multiple_of_16():
@@ -219,8 +221,8 @@ def test_multi_subject_wen_files(world, wen, cache):
     d, pre = wen
     rng = np.random.default_rng(1)
     for split in ("train", "test"):  # subject 2 with more voxels
-        f = np.load(pre / D.wen_file_names(3, 1)[f"fmri_{split}"])
-        np.save(pre / D.wen_file_names(3, 2)[f"fmri_{split}"], np.concatenate([f, f[..., :30]], -1))
+        f = np.load(pre / L.wen_file_names(3, 1)[f"fmri_{split}"])
+        np.save(pre / L.wen_file_names(3, 2)[f"fmri_{split}"], np.concatenate([f, f[..., :30]], -1))
     ds = D.load_dataset(wen_cfg(d, **{"data.subjects": (1, 2)}), "test")
     assert ds.num_voxels == 96 and len(ds) == 2 * world.fmri_test.shape[0] * world.fmri_test.shape[1]
     one = D.load_dataset(wen_cfg(d, **{"data.subjects": (1, 2)}), "test", subject=2)
@@ -234,17 +236,17 @@ def _cfg_for(d):
 
 def test_missing_file(wen):
     d, pre = wen
-    (pre / D.wen_file_names()["fmri_test"]).unlink()
+    (pre / L.wen_file_names()["fmri_test"]).unlink()
     with pytest.raises(InputError, match=r"fmri_test_subject1\.npy: file not found"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_missing_seg_id(wen):
     d, pre = wen
-    (pre / D.wen_file_names()["test_seg_id"]).unlink()
+    (pre / L.wen_file_names()["test_seg_id"]).unlink()
     with pytest.raises(InputError, match=r"test_seg_id_3hz\.npy: file not found"):
-        D.read_wen_split(pre, "test")
-    D.read_wen_split(pre, "train")  # train_seg_id is optional
+        L.read_wen_split(pre, "test")
+    L.read_wen_split(pre, "train")  # train_seg_id is optional
 
 
 def test_missing_folder(tmp_path):
@@ -254,21 +256,21 @@ def test_missing_folder(tmp_path):
 
 def test_wrong_fmri_shape(wen):
     d, pre = wen
-    np.save(pre / D.wen_file_names()["fmri_train"], np.zeros((2, 12), np.float32))
+    np.save(pre / L.wen_file_names()["fmri_train"], np.zeros((2, 12), np.float32))
     with pytest.raises(InputError, match=r"fmri_train_subject1\.npy: expected shape \(segments, TRs, voxels\), found \(2, 12\)"):
         D.load_dataset(_cfg_for(d), "train")
 
 
 def test_wrong_video_shape(wen):
     d, pre = wen
-    np.save(pre / D.wen_file_names()["video_train"], np.zeros((2, 12, 16, 16, 3), np.uint8))
+    np.save(pre / L.wen_file_names()["video_train"], np.zeros((2, 12, 16, 16, 3), np.uint8))
     with pytest.raises(InputError, match=r"video_train_256_3hz\.npy: expected shape \(segments, TRs, 6, H, W, 3\)"):
         D.load_dataset(_cfg_for(d), "train")
 
 
 def test_wrong_video_dtype(wen):
     d, pre = wen
-    np.save(pre / D.wen_file_names()["video_test"], np.zeros((1, 12, 6, 16, 16, 3), np.float32))
+    np.save(pre / L.wen_file_names()["video_test"], np.zeros((1, 12, 6, 16, 16, 3), np.float32))
     with pytest.raises(InputError, match=r"video_test_256_3hz\.npy: expected dtype uint8, found float32"):
         D.load_dataset(_cfg_for(d), "test")
 
@@ -276,64 +278,64 @@ def test_wrong_video_dtype(wen):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_fmri(wen, bad):
     d, pre = wen
-    p = pre / D.wen_file_names()["fmri_test"]; f = np.load(p); f[0, 3, 5] = bad; np.save(p, f)
+    p = pre / L.wen_file_names()["fmri_test"]; f = np.load(p); f[0, 3, 5] = bad; np.save(p, f)
     with pytest.raises(InputError, match=r"fmri_test_subject1\.npy: expected finite values, found 1 NaN/Inf"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_nonfinite_fmri_in_train_used_for_test_stats(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["fmri_train"]; f = np.load(p); f[1, 0, 0] = np.nan; np.save(p, f)
+    p = pre / L.wen_file_names()["fmri_train"]; f = np.load(p); f[1, 0, 0] = np.nan; np.save(p, f)
     with pytest.raises(InputError, match=r"fmri_train_subject1\.npy: expected finite"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_tr_count_mismatch(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[:, :10])
+    p = pre / L.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[:, :10])
     with pytest.raises(InputError, match=r"fmri_train_subject1\.npy: expected 2 segments x 12 TRs to match video_train_256_3hz\.npy, found 2 x 10"):
         D.load_dataset(_cfg_for(d), "train")
 
 
 def test_segment_count_mismatch(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[:1])
+    p = pre / L.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[:1])
     with pytest.raises(InputError, match=r"expected 2 segments x 12 TRs.*found 1 x 12"):
         D.load_dataset(_cfg_for(d), "train")
 
 
 def test_frame_count_mismatch(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["video_train"]; np.save(p, np.load(p)[:, :, :5])
+    p = pre / L.wen_file_names()["video_train"]; np.save(p, np.load(p)[:, :, :5])
     with pytest.raises(InputError, match=r"video_train_256_3hz\.npy: expected shape \(segments, TRs, 6, H, W, 3\), found \(2, 12, 5, 16, 16, 3\)"):
         D.load_dataset(_cfg_for(d), "train")
-    p = pre / D.wen_file_names()["text_test"]; np.save(p, np.load(p)[:, :, :4])
+    p = pre / L.wen_file_names()["text_test"]; np.save(p, np.load(p)[:, :, :4])
     with pytest.raises(InputError, match=r"text_test_256_3hz\.npy: expected shape \(1, 12, 6\)"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_voxel_count_mismatch_between_splits(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[..., :50])
+    p = pre / L.wen_file_names()["fmri_train"]; np.save(p, np.load(p)[..., :50])
     with pytest.raises(InputError, match=r"fmri_train_subject1\.npy: expected 64 voxels as the other split, found 50"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_seg_id_shape(wen):
     d, pre = wen
-    np.save(pre / D.wen_file_names()["test_seg_id"], np.full((1, 11), "a"))
+    np.save(pre / L.wen_file_names()["test_seg_id"], np.full((1, 11), "a"))
     with pytest.raises(InputError, match=r"test_seg_id_3hz\.npy: expected shape \(1, 12\)"):
         D.load_dataset(_cfg_for(d), "test")
 
 
 def test_object_arrays_are_refused(wen):
     d, pre = wen
-    p = pre / D.wen_file_names()["text_train"]
+    p = pre / L.wen_file_names()["text_train"]
     obj = np.empty((2, 12, 6), dtype=object); obj[:] = "a caption"
     np.save(p, obj, allow_pickle=True)
     with pytest.raises(InputError, match=r"text_train_256_3hz\.npy: expected a numeric or string array, found an object array"):
         D.load_dataset(_cfg_for(d), "train")
-    p = pre / D.wen_file_names()["fmri_test"]
+    p = pre / L.wen_file_names()["fmri_test"]
     obj = np.empty((1, 12, 64), dtype=object); obj[:] = 0.0
     np.save(p, obj, allow_pickle=True)
     with pytest.raises(InputError, match="object array"):
@@ -342,7 +344,7 @@ def test_object_arrays_are_refused(wen):
 
 def test_non_string_captions(wen):
     d, pre = wen
-    np.save(pre / D.wen_file_names()["text_train"], np.zeros((2, 12, 6)))
+    np.save(pre / L.wen_file_names()["text_train"], np.zeros((2, 12, 6)))
     with pytest.raises(InputError, match=r"text_train_256_3hz\.npy: expected a string array"):
         D.load_dataset(_cfg_for(d), "train")
 
@@ -360,13 +362,13 @@ def test_save_wen_layout_leaves_no_temporaries(wen):
 # ---------------------------------------------------------------- pre-training data and the HCP layout
 def test_load_pretrain_fmri(cache):
     cfg = load_preset("smoke", {**TINY, "data.n_voxels": 300, "data.n_pretrain_subjects": 4})
-    arrs = D.load_pretrain_fmri(cfg, seed=0)
+    arrs = M.load_pretrain_fmri(cfg, seed=0)
     assert len(arrs) == cfg.data.n_pretrain_subjects
     assert all(a.dtype == np.float32 and a.shape[0] == cfg.data.pretrain_trs and a.shape[1] % 16 == 0 for a in arrs)
     assert len({a.shape[1] for a in arrs}) > 1
     for a in arrs:
         assert abs(a.mean()) < 1e-4 and abs(a.std() - 1) < 1e-3
-    again = D.load_pretrain_fmri(cfg, seed=0)  # from the cache
+    again = M.load_pretrain_fmri(cfg, seed=0)  # from the cache
     np.testing.assert_array_equal(again[0], arrs[0])
 
 
@@ -380,38 +382,38 @@ def _hcp(folder, subj="100307", n=1200, v=(10, 12, 8, 9), **override):
 def test_hcp_layout(tmp_path):
     _hcp(tmp_path); _hcp(tmp_path, "100408", v=(20, 20, 20, 4))
     (tmp_path / "no_file_subject").mkdir()  # skipped, as in the release
-    out = D.load_hcp_npz(tmp_path)
+    out = L.load_hcp_npz(tmp_path)
     assert [a.shape for a in out] == [(120, 48), (120, 80)]  # 39 -> 48; 64 -> 80 (always 1..16 more)
     assert abs(out[0].mean()) < 1e-5 and abs(out[0].std() - 1) < 1e-4
     v = np.arange(30.0).reshape(30, 1) * np.ones((1, 3))
-    x = D.process_voxel_ts(v, 16)  # 30 // 10 = 3 windows of 10 frames
+    x = L.process_voxel_ts(v, 16)  # 30 // 10 = 3 windows of 10 frames
     assert x.shape == (3, 16)
     np.testing.assert_allclose(np.argsort(x[:, 0]), [0, 1, 2])
 
 
 def test_hcp_bad_input(tmp_path):
     with pytest.raises(InputError, match="folder not found"):
-        D.load_hcp_npz(tmp_path / "none")
+        L.load_hcp_npz(tmp_path / "none")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="found none"):
-        D.load_hcp_npz(tmp_path / "empty")
+        L.load_hcp_npz(tmp_path / "empty")
     a = tmp_path / "a"; _hcp(a, v=(5, 5, 5, 5)); np.savez(a / "100307" / "HCP_visual_voxel.npz", V1=np.zeros((1200, 3)))
     with pytest.raises(InputError, match=r"HCP_visual_voxel\.npz: expected keys \['V1', 'V2', 'V3', 'V4'\]"):
-        D.load_hcp_npz(a)
+        L.load_hcp_npz(a)
     b = tmp_path / "b"; bad = np.zeros((1200, 5)); bad[3, 3] = np.nan; _hcp(b, V2=bad)
     with pytest.raises(InputError, match=r"HCP_visual_voxel\.npz\[V2\]: expected finite values"):
-        D.load_hcp_npz(b)
+        L.load_hcp_npz(b)
     c = tmp_path / "c"; _hcp(c, V3=np.zeros((1100, 5)))
     with pytest.raises(InputError, match=r"\[V3\]: expected 1200 frames as V1, found 1100"):
-        D.load_hcp_npz(c)
+        L.load_hcp_npz(c)
     e = tmp_path / "e"; obj = np.empty((1200, 2), dtype=object); obj[:] = 1.0; _hcp(e, V4=obj)
     with pytest.raises(InputError, match="object array"):
-        D.load_hcp_npz(e)
+        L.load_hcp_npz(e)
 
 
 def test_wen_source_pretrain_reads_hcp(tmp_path):
     _hcp(tmp_path / "HCP" / "npz")
-    out = D.load_pretrain_fmri(wen_cfg(tmp_path))
+    out = M.load_pretrain_fmri(wen_cfg(tmp_path))
     assert len(out) == 1 and out[0].shape == (120, 48)
 
 

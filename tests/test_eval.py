@@ -1,18 +1,16 @@
-"""mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP,
-classifiers (tiny ViT / VideoMAE saved in the Hugging Face layouts, EfficientNet-Lite0, trained CNNs), ridge baselines, tables."""
-import json
-
+"""mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP, uint8 frames,
+classifiers (tiny ViT / VideoMAE saved in the Hugging Face layouts, EfficientNet-Lite0, trained CNNs), tables."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mindvideo.core import InputError, load_preset, save_metrics
-from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_margins, ablation_table, chance_scores,
-                            clip_similarity, expected_fmri, fit_ridge, markdown_table, max_n_way, n_way_top_k, noise_free_windows,
-                            paired_margin, random_logits, ridge_pixels,
+from mindvideo.core import InputError, save_metrics
+from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
+                            clip_similarity, markdown_table, max_n_way, n_way_top_k, random_logits,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
-                            target_classes, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
+                            target_classes, to_uint8, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
+from mindvideo.testing import toy_clips
 
 GT = np.array([[5., 4, 3, 2, 1]])
 PRED = np.array([[3., 4, 1, 5, 2]])
@@ -110,6 +108,12 @@ def test_ssim_matches_scikit_image():
         ssim_frames(a, a[:1])
 
 
+def test_to_uint8_rounds_and_clips():
+    assert to_uint8(np.array([0.0, 0.5, 0.998, 1.5, -0.2])).tolist() == [0, 128, 254, 255, 0]
+    assert to_uint8(torch.tensor([[0.25]])).tolist() == [[64]]
+    v = np.arange(6, dtype=np.uint8); assert to_uint8(v) is v  # uint8 passes through
+
+
 def test_clip_similarity():
     embed = lambda x: F.normalize(x.mean((2, 3)) + 2.0, dim=-1)
     rng = np.random.default_rng(0)
@@ -159,16 +163,8 @@ def test_imagenet_classifier_is_pretrained():
     assert lg.shape == (1, 1, 1000) and 281 <= lg[0, 0].argmax() <= 285  # a cat
 
 
-def _toy(n, seed):
-    r = np.random.default_rng(seed); y = r.integers(0, 3, n)
-    cols = np.array([[220, 30, 30], [30, 200, 30], [30, 60, 220]])
-    v = r.integers(0, 60, (n, 4, 16, 16, 3)).astype(np.uint8)
-    for i in range(n): v[i, :, 4:12, 4:12] = cols[y[i]]
-    return v, y
-
-
 def test_trained_classifiers_learn_and_save(tmp_path):
-    tv, ty = _toy(64, 0); ev, ey = _toy(32, 1)
+    tv, ty = toy_clips(64, k=3, frames=4, seed=0, x0=4); ev, ey = toy_clips(32, k=3, frames=4, seed=1, x0=4)
     torch.manual_seed(0)
     fm, vm = FrameClassifier(3, (8, 16)), VideoClassifier(3, (8, 16))
     for m in (fm, vm):
@@ -196,27 +192,6 @@ def test_score_method_perfect_and_chance():
     assert ch["frame-x/strict/2-way"]["mean"] == pytest.approx(0.5, abs=0.05)
 
 
-# ---- baselines and tables -----------------------------------------------------------------------------------------
-def test_fit_ridge_recovers_a_linear_map():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, 20)); W = rng.standard_normal((20, 4)); Y = X @ W + 0.05 * rng.standard_normal((300, 4))
-    r = fit_ridge(X[:200], Y[:200])
-    pred = r.predict(X[200:])
-    assert 1 - ((pred - Y[200:]) ** 2).sum() / ((Y[200:] - Y[200:].mean(0)) ** 2).sum() > 0.98
-    with pytest.raises(InputError, match="same number of rows"):
-        fit_ridge(X, Y[:10])
-
-
-def test_ridge_pixels_shape_and_signal():
-    rng = np.random.default_rng(0)
-    v, y = _toy(80, 0)
-    fmri = np.eye(3)[y][:, None, :].repeat(2, 1) + 0.05 * rng.standard_normal((80, 2, 3))
-    out = ridge_pixels(fmri[:60], v[:60], fmri[60:], size=8)
-    assert out.shape == (20, 4, 16, 16, 3) and out.dtype == np.uint8
-    centre = out[:, :, 6:10, 6:10].reshape(20, -1, 3).mean(1)  # the coloured square
-    assert (centre.argmax(-1) == np.array([0, 1, 2])[y[60:]]).mean() > 0.9
-
-
 def test_markdown_and_ablation_tables(tmp_path):
     st = lambda m: {"mean": m, "std": 0.1, "std_release": 0.02, "n": 10}
     summ = {"chance": {"c/release/2-way": st(0.75), "c/strict/2-way": st(0.5)},
@@ -230,90 +205,3 @@ def test_markdown_and_ablation_tables(tmp_path):
     assert "`mindvideo reproduce --preset quick --only 06_eval`" in text and "chance (measured) | 0.750±0.02" in text
 
 
-def test_ablation_margins(tmp_path):
-    clips = lambda idx, **pc: {"all_test_clips": dict(n=len(idx), index=idx, per_clip=pc)}
-    assert ablation_margins(tmp_path, "quick") == ("No per-clip scores of `quick` on every test clip yet: run `mindvideo reproduce --preset quick --only 06_eval`.\n", {})
-    save_metrics(clips([0, 1, 2], **{"c/strict/2-way": [1.0, 0.0, 1.0], "c/label": [1.0, None, 0.0]}), "table_main", nb="06_eval", preset="quick", seed=0, out_dir=tmp_path)
-    save_metrics(clips([0, 1, 2], **{"c/strict/2-way": [0.0, 0.0, 1.0], "c/label": [1.0, 1.0, 1.0]}), "table_main", nb="06_eval", preset="quick+no_temporal", seed=0, out_dir=tmp_path)
-    text, got = ablation_margins(tmp_path, "quick")
-    assert list(got) == ["quick+no_temporal"]
-    np.testing.assert_allclose([got["quick+no_temporal"]["c/strict/2-way"]["mean"], got["quick+no_temporal"]["c/strict/2-way"]["se"]], [-1 / 3, 1 / 3])
-    assert got["quick+no_temporal"]["c/label"]["mean"] == 0.5  # the clip without a label is left out
-    assert text.index("c/strict/2-way") < text.index("c/label") and "--preset quick+no_mae --only 06_eval" in text
-    save_metrics(clips([0, 2], **{"c/strict/2-way": [1.0, 1.0]}), "table_main", nb="06_eval", preset="quick+no_mae", seed=0, out_dir=tmp_path)
-    with pytest.raises(InputError, match="quick\\+no_mae.*same 3 test clips"): ablation_margins(tmp_path, "quick")
-
-
-def test_cached_videos(tmp_path):
-    from mindvideo.eval import cached_videos
-    calls = []
-    make = lambda: calls.append(1) or np.full((2, 6, 4, 4, 3), 7, np.uint8)
-    a = cached_videos(tmp_path/"v.npz", make); b = cached_videos(tmp_path/"v.npz", make)
-    assert len(calls) == 1 and (a == b).all() and a.dtype == np.uint8
-
-
-def test_generate_from_embeds_pairs_noise_like_reconstruct():
-    from types import SimpleNamespace
-    from mindvideo.eval import generate_from_embeds
-    seen = []
-    class FakePipe:
-        vae_scale_factor = 2
-        def _latent_channels(self): return 4
-        def __call__(self, fmri_embeds, negative_fmri, num_frames, height, width, latents, guidance, **kw):
-            seen.append((fmri_embeds.shape, latents.clone(), guidance, negative_fmri is not None))
-            return SimpleNamespace(frames=np.full((len(latents), num_frames, height, width, 3), 0.5, np.float32))
-    cfg = load_preset("smoke")
-    out = generate_from_embeds(FakePipe(), np.zeros((5, 4, 32), np.float32), torch.zeros(2, 16), cfg, 6, 8, batch_size=2)
-    assert out.shape == (5, 6, 8, 8, 3) and out.dtype == np.uint8 and (out == 128).all()
-    g = torch.Generator().manual_seed(cfg.guidance.seed)
-    want = torch.cat([torch.randn((1, 4, 6, 4, 4), generator=g) for _ in range(5)])
-    assert torch.equal(torch.cat([s[1] for s in seen]), want)  # the same noise per clip as mindvideo.pipeline.reconstruct
-    assert [s[0][0] for s in seen] == [2, 2, 1] and all(s[2] == cfg.guidance.mode and s[3] for s in seen)
-    seen.clear(); generate_from_embeds(FakePipe(), np.zeros((2, 4, 32), np.float32), torch.zeros(2, 16), cfg, 6, 8, index=[4, 1])
-    assert torch.equal(torch.cat([s[1] for s in seen]), want[[4, 1]])  # paired with reconstruct's clips of the same items
-    with pytest.raises(InputError, match="index: expected one position per condition"):
-        generate_from_embeds(FakePipe(), np.zeros((2, 4, 32), np.float32), torch.zeros(2, 16), cfg, 6, 8, index=[0])
-
-
-# ---- the noise-free oracle's input ----------------------------------------------------------------------------------
-def test_expected_fmri_recovers_the_stimulus_driven_part():
-    from types import SimpleNamespace
-    rng = np.random.default_rng(0)
-    sig = rng.standard_normal((3, 80, 5)).astype(np.float32); gain = np.array([0.0, 0.2, 0.5, 0.8, 1.0])
-    noise = 0.3 * rng.standard_normal(sig.shape)
-    w = SimpleNamespace(signal_test=sig, fmri_test=(gain * sig + noise).astype(np.float32))
-    ex = expected_fmri(w, "test")
-    assert ex.shape == sig.shape and ex.dtype == np.float32
-    np.testing.assert_allclose(ex / np.where(sig == 0, 1, sig), np.broadcast_to(ex[0, 0] / sig[0, 0], sig.shape), rtol=1e-4)  # one gain per voxel
-    fitted = (ex * sig).sum((0, 1)) / (sig ** 2).sum((0, 1))
-    np.testing.assert_allclose(fitted, gain, atol=0.05)
-    # less noise than the measurement: closer to gain * signal than the measured data is
-    assert np.mean((ex - gain * sig) ** 2) < 0.1 * np.mean((w.fmri_test - gain * sig) ** 2)
-
-
-def test_expected_fmri_needs_a_synthetic_world():
-    from types import SimpleNamespace
-    x = np.zeros((1, 4, 3), np.float32)
-    with pytest.raises(InputError, match="noise-free signal"):
-        expected_fmri(SimpleNamespace(signal_test=None, fmri_test=x))
-    with pytest.raises(InputError, match="split"):
-        expected_fmri(SimpleNamespace(signal_val=x, fmri_val=x), "val")
-    with pytest.raises(InputError, match="signal_test"):
-        expected_fmri(SimpleNamespace(signal_test=np.zeros((1, 4, 2), np.float32), fmri_test=x))
-
-
-def test_noise_free_windows_refuses_real_data():
-    with pytest.raises(InputError, match=r"data\.source.*synthetic.*'wen2018'"):
-        noise_free_windows(load_preset("wen2018_smoke"))
-
-
-# ---- paired comparison of two methods --------------------------------------------------------------------------------
-def test_paired_margin_hand_computed():
-    m, se = paired_margin([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0])  # differences 1, 0, 0, 1
-    assert m == pytest.approx(0.5) and se == pytest.approx(np.std([1, 0, 0, 1], ddof=1) / 2)
-    m, se = paired_margin([0.5, np.nan], [0.25, 0.0])  # one clip left: no standard error
-    assert m == pytest.approx(0.25) and np.isnan(se)
-    with pytest.raises(InputError, match="per-clip scores"):
-        paired_margin(np.zeros((2, 2)), np.zeros((2, 2)))
-    with pytest.raises(InputError, match="found none"):
-        paired_margin([np.nan], [1.0])

@@ -1,23 +1,17 @@
 "Tests of mindvideo.inflate: attention pattern, identity at initialisation, trainable set, save/load round trip, co-training."
 import json
 
+import numpy as np
 import pytest
 import torch
-from diffusers import ConfigMixin, DDPMScheduler, ModelMixin, UNet2DConditionModel
-from diffusers.configuration_utils import register_to_config
+from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from mindvideo.core import ConfigError, InputError, load_preset
-from mindvideo.inflate import (CoTrainer, SparseCausalAttnProcessor, cotrain_models, ddim_sample, frame_index,
-                               inflate_unet, load_video_unet, predict_noise, set_trainable, set_video_attention)
-
-
-def tiny_unet2d(seed=0, cross_dim=32):
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross_dim,
-                                sample_size=8, layers_per_block=1, attention_head_dim=8, norm_num_groups=8,
-                                in_channels=4, out_channels=4).eval()
+from mindvideo.inflate import (CoTrainer, SparseCausalAttnProcessor, frame_index, inflate_unet, load_video_unet, predict_noise,
+                               set_trainable, set_video_attention)
+from mindvideo.pipeline import MindVideoPipeline, cotrain_models
+from mindvideo.testing import ToyEncoder, tiny_unet2d, tiny_vae
 
 
 def dcfg(**kw):
@@ -220,15 +214,6 @@ def test_round_trip_save_pretrained(tmp_path, unet2d):
 
 # ---- co-training -------------------------------------------------------------------------------------------------
 
-class ToyEncoder(ModelMixin, ConfigMixin):
-    @register_to_config
-    def __init__(self, window_size:int=2, num_voxels:int=48, out_tokens:int=4, out_dim:int=32):
-        super().__init__(); self.lin = torch.nn.Linear(window_size * num_voxels, out_tokens * out_dim)
-    def forward(self, fmri):
-        self.last_input = fmri.detach()
-        return self.lin(fmri.flatten(1)).view(len(fmri), self.config.out_tokens, self.config.out_dim)
-
-
 def test_cond_dropout_uses_the_negative_condition(unet2d):
     torch.manual_seed(0)
     enc = ToyEncoder(); unc = torch.full((2, 48), 7.0)
@@ -246,7 +231,7 @@ def test_cotrain_models_writes_diffusers_folders(tmp_path, unet2d):
     torch.manual_seed(0)
     N = 6; fmri, lat = torch.randn(N, 2, 48), torch.randn(N, 4, 6, 8, 8)
     before = {k: v.clone() for k, v in unet2d.state_dict().items()}
-    show = dict(fmri=fmri[:2], uncond_fmri=fmri.mean((0,)), decode=lambda z: torch.tanh(z[:, :3].transpose(1, 2)), index=[0, 1])
+    show = dict(fmri=fmri[:2], uncond_fmri=fmri.mean((0,)), vae=tiny_vae(0), vae_scale=0.5, index=[0, 1])
     cfg = dcfg(steps=4, batch_size=2, checkpoint_every=2, snapshots=2, snapshot_steps=2)
     out = cotrain_models(unet2d, ToyEncoder(), DDPMScheduler(num_train_timesteps=50), fmri, lat, fmri.mean(0), cfg,
                          tmp_path/"run", seed=0, show=show)
@@ -257,8 +242,13 @@ def test_cotrain_models_writes_diffusers_folders(tmp_path, unet2d):
     assert not (tmp_path/"run.work").exists()
     u = load_video_unet(out/"unet", cfg.attention, 6); e = ToyEncoder.from_pretrained(out/"fmri_encoder")
     assert (out/"fmri_encoder"/"diffusion_pytorch_model.safetensors").is_file()
-    with torch.no_grad():
-        z = ddim_sample(u, e(fmri[:1]), e(fmri[1:2]), DDPMScheduler(num_train_timesteps=50), (4, 6, 8, 8), 2, 3.0, torch.Generator().manual_seed(0))
+    snap = np.load(out/"samples"/"step_000004.npy")
+    assert snap.shape == (2, 6, 16, 16, 3) and snap.dtype == np.uint8
+    sched = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=50).config, clip_sample=False)
+    pipe = MindVideoPipeline(vae=show["vae"], unet=u, fmri_encoder=e, scheduler=sched, vae_scale=0.5)
+    pipe.set_progress_bar_config(disable=True)
+    z = pipe(fmri[:1], negative_fmri=fmri[1:2], num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator().manual_seed(0),
+             output_type="latent").frames
     assert z.shape == (1, 4, 6, 8, 8) and torch.isfinite(z).all()
     with pytest.raises(ConfigError, match="num_frames"):
         cotrain_models(unet2d, ToyEncoder(), DDPMScheduler(), fmri, lat[:, :, :5], fmri.mean(0), cfg, tmp_path/"bad")
@@ -286,12 +276,14 @@ def test_cotrain_models_resumes_after_interruption(tmp_path, unet2d):
     torch.manual_seed(0)
     N = 6; fmri, lat = torch.randn(N, 2, 48), torch.randn(N, 4, 6, 8, 8)
     cfg = dcfg(steps=4, batch_size=2, checkpoint_every=1, snapshots=2, snapshot_steps=1)
-    calls = []
-    def decode(z):  # crash at the snapshot after step 2 (the checkpoint of step 2 is written)
+    vae, calls = tiny_vae(0), []
+    decode = vae.decode
+    def crash(*args, **kw):  # crash at the snapshot after step 2 (the checkpoint of step 2 is written)
         calls.append(1)
         if len(calls) == 2: raise KeyboardInterrupt
-        return torch.tanh(z[:, :3].transpose(1, 2))
-    show = dict(fmri=fmri[:1], uncond_fmri=fmri.mean(0), decode=decode)
+        return decode(*args, **kw)
+    vae.decode = crash
+    show = dict(fmri=fmri[:1], uncond_fmri=fmri.mean(0), vae=vae, vae_scale=0.5)
     with pytest.raises(KeyboardInterrupt):
         cotrain_models(unet2d, ToyEncoder(), DDPMScheduler(num_train_timesteps=50), fmri, lat, fmri.mean(0), cfg, tmp_path/"run", show=show)
     state = json.loads((tmp_path/"run.work"/"last"/"trainer_state.json").read_text())
@@ -310,7 +302,7 @@ def test_cotrain_models_cuda_mixed_precision_checkpointing(tmp_path, unet2d, pre
     N = 6; fmri, lat = torch.randn(N, 2, 48), torch.randn(N, 4, 6, 8, 8)
     cfg = dcfg(steps=4, batch_size=2, checkpoint_every=2, snapshots=2, snapshot_steps=2, mixed_precision=precision,
                gradient_checkpointing=True)
-    show = dict(fmri=fmri[:2], uncond_fmri=fmri.mean(0), decode=lambda z: torch.tanh(z[:, :3].transpose(1, 2)))
+    show = dict(fmri=fmri[:2], uncond_fmri=fmri.mean(0), vae=tiny_vae(0), vae_scale=0.5)
     out = cotrain_models(unet2d, ToyEncoder(), DDPMScheduler(num_train_timesteps=50), fmri, lat, fmri.mean(0), cfg,
                          tmp_path/"run", show=show)
     hist = json.loads((out/"history.json").read_text())["history"]

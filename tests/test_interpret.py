@@ -189,7 +189,6 @@ def test_real_encoder_contract_if_available():
 # ---------------------------------------------------------------- the cached stage, with stand-ins for the upstream stages
 def test_interpret_encoders_computes_then_loads_from_cache(tmp_cache, monkeypatch):
     import types
-    import mindvideo.data
     import mindvideo.interpret as mi
     rng = np.random.default_rng(0)
     V, P = 40, 16  # padded to 48 columns, 3 tokens
@@ -198,8 +197,8 @@ def test_interpret_encoders_computes_then_loads_from_cache(tmp_cache, monkeypatc
     fm = torch.from_numpy(_wrap_pad(rng.normal(size=(6, 2, V)).astype(np.float32), P))
     ds = types.SimpleNamespace(num_voxels=48)
     calls = []
-    monkeypatch.setattr(mindvideo.data, "load_world", lambda cfg, seed=0: world)
-    monkeypatch.setattr(mindvideo.data, "load_dataset", lambda cfg, split, seed=0, subject=None: ds)
+    monkeypatch.setattr(mi, "load_world", lambda cfg, seed=0: world)
+    monkeypatch.setattr(mi, "load_dataset", lambda cfg, split, seed=0, subject=None: ds)
     monkeypatch.setattr(mi, "_as_fmri_tensor", lambda x: fm if x is ds else torch.as_tensor(x))
     monkeypatch.setattr(mi, "_stage_encoder", lambda cfg, stage, nv, seed: calls.append(stage) or _Enc(P, depth=2))
     res = mi.interpret_encoders("smoke", stages=("untrained", "mae"), n_perm=20, n_probes=2)

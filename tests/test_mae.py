@@ -213,7 +213,7 @@ def test_pretrain_mae_cached_and_make_encoder(tmp_path, monkeypatch):
     calls = []
     def fake(cfg, seed):
         calls.append(seed); return _fake_subjects(3, seed)
-    monkeypatch.setattr(mm, "_pretrain_arrays", fake)
+    monkeypatch.setattr(mm, "load_pretrain_fmri", fake)
     cfg = load_preset("smoke", {"mae.epochs": 1})
     p = mm.pretrain_mae(cfg, seed=0)
     assert (p / "config.json").exists() and (p / "diffusion_pytorch_model.safetensors").exists()
@@ -244,7 +244,7 @@ def test_baselines_and_scores():
 
 
 def test_pretrain_mae_resumes_after_interruption(tmp_path, monkeypatch):
-    monkeypatch.setattr(mm, "_pretrain_arrays", lambda cfg, seed: _fake_subjects(3, seed))
+    monkeypatch.setattr(mm, "load_pretrain_fmri", lambda cfg, seed: _fake_subjects(3, seed))
     cfg = load_preset("smoke", {"mae.epochs": 3, "mae.checkpoint_every": 1, "mae.batch_size": 8})
     monkeypatch.setenv("MINDVIDEO_CACHE", str(tmp_path / "a"))
     ref = MAEforFMRI.from_pretrained(mm.pretrain_mae(cfg, seed=0)).state_dict()

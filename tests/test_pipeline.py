@@ -5,31 +5,19 @@ import sys
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 import mindvideo.pipeline as mp
 from mindvideo.core import ConfigError, InputError, load_preset
-from mindvideo.inflate import inflate_unet
 from mindvideo.mae import FMRIEncoder
 from mindvideo.pipeline import MindVideoPipeline, guided_noise, reconstruct, save_gif, save_mp4, side_by_side
+from mindvideo.testing import tiny_pipeline
 
 W, V = 2, 32  # fMRI window and voxels of the tiny encoder
 
 
 def _tiny_pipe(seed=0, attention="sparse_causal"):
-    "Seeded tiny components: inflated 2-D UNet (sparse-causal attn1), AutoencoderKL, FMRIEncoder, DDIM."
-    torch.manual_seed(seed)
-    u2 = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-                              down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                              cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
-    unet = inflate_unet(u2, load_preset("smoke").diffusion)
-    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4, sample_size=16)
-    enc = FMRIEncoder(num_voxels=V, patch_size=16, embed_dim=16, depth=1, num_heads=2, window_size=W, out_tokens=3, out_dim=16)
-    pipe = MindVideoPipeline(vae=vae, unet=unet, fmri_encoder=enc, scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
-                             vae_scale=0.5, attention=attention)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    "Seeded tiny components: inflated 2-D UNet (sparse-causal attn1), AutoencoderKL, FMRIEncoder, DDIM (mindvideo.testing)."
+    return tiny_pipeline(seed, attention)
 
 
 @pytest.fixture(scope="module")

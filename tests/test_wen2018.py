@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mindvideo.core import InputError, load_preset
-from mindvideo.wen2018 import (check_assets, convert_wen2018, make_tiny_models, missing_assets, movie_to_clips,
-                               preprocess_fmri_run, read_cifti)
+from mindvideo.layouts import check_assets, missing_assets
+from mindvideo.wen2018 import convert_wen2018, make_tiny_models, movie_to_clips, preprocess_fmri_run, read_cifti
 
 
 def test_missing_assets_listed_in_one_error(tmp_path, monkeypatch):
@@ -96,7 +96,8 @@ def test_hcp_required_without_mae_weights(tmp_path, monkeypatch):
 
 def test_tiny_assets_satisfy_wen2018_smoke(tmp_path, monkeypatch):
     from mindvideo.wen2018 import make_tiny_assets
-    from mindvideo.data import load_dataset, load_pretrain_fmri
+    from mindvideo.data import load_dataset
+    from mindvideo.mae import load_pretrain_fmri
     monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
     make_tiny_assets(tmp_path)
     cfg = load_preset("wen2018_smoke")
