@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -27,10 +28,10 @@ from .docs import build_docs
 from .layouts import check_assets
 
 # %% auto #0
-__all__ = ['RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'select_notebooks', 'input_fingerprint',
-           'recorded_outputs', 'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook', 'reproduce',
-           'results_table', 'write_results_table', 'write_constraints', 'run_stage', 'parse_set', 'stage_summary',
-           'main']
+__all__ = ['RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'makes_outputs', 'select_notebooks',
+           'input_fingerprint', 'recorded_outputs', 'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook',
+           'reproduce', 'results_table', 'write_results_table', 'write_constraints', 'run_stage', 'parse_set',
+           'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 _PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
@@ -47,6 +48,15 @@ def copy_project(dst, # the new project folder (must not exist)
             if src.is_dir(): shutil.copytree(src, Path(tmp)/name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
             elif src.is_file(): shutil.copy2(src, Path(tmp)/name)
     return dst
+
+_OUTPUT_CALLS = re.compile(r"\b(save_fig|save_metrics|record_output)\(")
+
+def makes_outputs(nb)->bool:
+    "Whether notebook `nb` writes figures or metrics: a code cell outside `#| export` calls save_fig, save_metrics or record_output."
+    try: cells = json.loads(Path(nb).read_text())["cells"]
+    except (OSError, ValueError, KeyError) as e: raise InputError(f"{nb}: expected a notebook (JSON with 'cells'), could not read it: {e}") from None
+    return any(c["cell_type"] == "code" and not "".join(c["source"]).lstrip().startswith("#| export")
+               and _OUTPUT_CALLS.search("".join(c["source"])) for c in cells)
 
 def select_notebooks(nbs:list, only=None, start=None)->list:
     "Filter by `only` (names or number prefixes) and `start` (first notebook to run)."
@@ -162,6 +172,7 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
               kernel:str="python3", # Jupyter kernel
               overrides:dict|None=None, # dotted preset overrides injected into every notebook, e.g. {'data.data_dir': '/data/wen'}
               jobs:int=1, # notebooks run at once, started in order, each kernel with cpu_count // jobs threads
+              every:bool=False, # also the notebooks that write no figure or metric (the tools' chapters; nbdev_test runs them all)
              )->dict:
     "Run the notebooks in order into runs/<preset>/, record runs/<preset>/run.json, stop at the first failure."
     if jobs < 1: raise ConfigError(f"jobs: expected >= 1, got {jobs}")
@@ -173,6 +184,7 @@ def reproduce(preset:str="quick", # preset name (optionally +ablation)
     nbs = list_notebooks(proj/"nbs")
     if cfg.diffusion.checkpoint == "release": nbs = [p for p in nbs if p.stem in RELEASE_NOTEBOOKS]  # the authors' model: nothing to train
     nbs = select_notebooks(nbs, only, start)
+    if not only and not every: nbs = [p for p in nbs if makes_outputs(p)]  # --only runs what it names
     run_dir = proj/"runs"/preset; fig_root = proj/"figures"; fig_dir = fig_root/preset
     for d in (run_dir, fig_dir):
         try: d.mkdir(parents=True, exist_ok=True)
@@ -344,6 +356,7 @@ def main(argv=None)->int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--jobs", type=int, default=1, help="notebooks run at once, in order, with cpu_count // jobs threads each (default 1)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset key, e.g. --set data.data_dir=/data/wen (repeatable)")
+    r.add_argument("--all", action="store_true", help="also run the notebooks that write no figure or metric (the tools' chapters)")
     t = sub.add_parser("train", help="run one training stage (works under `accelerate launch`)")
     t.add_argument("--stage", required=True, choices=list(STAGES))
     t.add_argument("--preset", default="quick"); t.add_argument("--seed", type=int, default=0)
@@ -393,7 +406,7 @@ def main(argv=None)->int:
         if a.cmd == "docs":
             out = build_docs(a.out, preset=a.preset)
             print(f"docs: {out/'index.html'}"); return 0
-        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed, overrides=parse_set(a.set), jobs=a.jobs)
+        rec = reproduce(a.preset, only=a.only, start=a.start, force=a.force, seed=a.seed, overrides=parse_set(a.set), jobs=a.jobs, every=a.all)
     except (NotebookFailed, ConfigError, ValueError, OSError) as e:  # bad input, a failed notebook, an unwritable or full disk: one line
         print(f"mindvideo {a.cmd}: {e}", file=sys.stderr); return 1
     for k, v in rec["notebooks"].items():

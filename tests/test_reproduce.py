@@ -43,11 +43,19 @@ def test_runs_records_and_skips(project):
 
 
 def test_stops_at_first_failure_naming_cell(project):
-    _nb(project / "nbs" / "01_a.ipynb", "raise ValueError('boom')")
+    _nb(project / "nbs" / "01_a.ipynb", "raise ValueError('boom')\nfrom mindvideo.core import save_metrics\nsave_metrics({}, 'v', nb='01_a', preset=preset, seed=seed, out_dir=out_dir)")
     with pytest.raises(NotebookFailed, match=r"01_a.ipynb failed in cell 2 .*ValueError: boom"):
         reproduce("smoke", project=project)
     run = json.loads((project / "runs" / "smoke" / "run.json").read_text())
     assert run["notebooks"]["01_a"]["status"] == "failed" and "02_b" not in run["notebooks"]
+
+
+def test_notebooks_that_write_nothing_run_only_when_asked(project):
+    _nb(project / "nbs" / "03_tool.ipynb", "x = 1")  # a chapter on a tool: no figure, no metric
+    rec = reproduce("smoke", project=project)
+    assert list(rec["notebooks"]) == ["01_a", "02_b"]
+    assert "03_tool" in reproduce("smoke", project=project, every=True)["notebooks"]
+    assert not reproduce("smoke", project=project, only=["03"], force=True)["notebooks"]["03_tool"]["skipped"]
 
 
 def test_select():

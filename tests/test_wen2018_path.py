@@ -14,7 +14,7 @@ def test_wen2018_smoke_runs_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MINDVIDEO_CACHE", str(tmp_path / "cache"))
     make_tiny_assets(tmp_path / "data")
-    rec = reproduce("wen2018_smoke", project=ROOT, force=True)
+    rec = reproduce("wen2018_smoke", project=ROOT, force=True, every=True)
     assert {k: v["status"] for k, v in rec["notebooks"].items()} == {k: "ok" for k in rec["notebooks"]}
     man = json.loads((ROOT / "figures" / "wen2018_smoke" / "MANIFEST.json").read_text())["outputs"]
     assert any(f.startswith("06_") for f in man) and any(f.startswith("05_") for f in man)
