@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from mindvideo.contrastive import drop_tokens
+from mindvideo.augment import drop_tokens
 from mindvideo.core import get_device, load_preset
 from mindvideo.layouts import pad_to_patch_size
 from mindvideo.mae import FMRIEncoder

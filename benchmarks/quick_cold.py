@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mindvideo.core import environment, find_project, write_json
+from mindvideo.core import write_json
+from mindvideo.paths import find_project
+from mindvideo.provenance import environment
 
 ROOT = find_project(Path(__file__).parent)
 

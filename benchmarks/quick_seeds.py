@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mindvideo.core import ABLATIONS, write_json
-from mindvideo.core import find_project
+from mindvideo.paths import find_project
 from mindvideo.reproduce import copy_project
 
 ROOT = find_project(Path(__file__).parent)

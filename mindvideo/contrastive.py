@@ -16,18 +16,18 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, Preset, atomic_path, check_array, distributed_state, is_main_process, load_npy, load_preset, seed_everything,
-                            stage_dir, write_json)
+from .augment import _check_augment, augment_windows, drop_tokens
+from .core import (ConfigError, InputError, Preset, atomic_path, check_array, distributed_state, is_main_process, load_npy, load_preset,
+                            seed_everything, write_json)
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .paths import stage_dir
 from .data import load_dataset
-from .eval import n_way_top_k
 from .foundation import encode_images, encode_text, load_foundation
 from .mae import FMRIEncoder, make_encoder, pretrain_mae
 from .train import fit, predict_batches
 
 # %% auto #0
-__all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips', 'retrieval_topk',
-           'category_top1', 'unique_targets', 'identification_nway', 'augment_windows', 'drop_tokens',
+__all__ = ['info_nce', 'same_target', 'contrastive_loss', 'FMRIToCLIP', 'ContrastiveModel', 'embed_clips',
            'train_contrastive_model', 'embed_fmri', 'clip_arrays', 'init_head', 'contrastive_dir', 'train_contrastive',
            'load_contrastive_encoder', 'load_clip_head']
 
@@ -120,105 +120,6 @@ def embed_clips(dataset, # torch Dataset; items are dicts with 'fmri' (w, V), 'v
         image.append(F.normalize(im.float(), dim=-1)); text.append(encode_text(list(b["text"])).float())
         fmri.append(b["fmri"].float())
     return dict(fmri=torch.cat(fmri).numpy(), image=torch.cat(image).numpy(), text=torch.cat(text).numpy())
-
-# %% ../nbs/03_contrastive.ipynb #6b1404d2
-def retrieval_topk(sim, # (N_query, N_candidates) similarity
-                   k:int=1, # top-k
-                   target=None, # (N_query,) column of each query's true candidate; None = the diagonal
-                  )->float:
-    "Fraction of queries whose true candidate ranks within the top `k`; ties count against it."
-    s = check_array(sim, "sim", ndim=2)
-    if k < 1: raise InputError(f"k: expected >= 1, found {k}")
-    target = _check_target(s, target)
-    own = s[np.arange(len(s)), target]
-    rank = (s > own[:, None]).sum(1) + (s == own[:, None]).sum(1) - 1  # candidates ranked above, ties pessimistic
-    return float((rank < k).mean())
-
-def _check_target(s:np.ndarray, target)->np.ndarray:
-    "Each query's true column in the similarity `s`: the diagonal when `target` is None, else validated indices."
-    if target is None:
-        if s.shape[1] < s.shape[0]: raise InputError(f"sim: expected at least as many candidates as queries, found shape {s.shape}")
-        return np.arange(len(s))
-    target = np.asarray(target)
-    if target.shape != (len(s),) or not np.issubdtype(target.dtype, np.integer) or target.min() < 0 or target.max() >= s.shape[1]:
-        raise InputError(f"target: expected {len(s)} integer column indices in [0, {s.shape[1]}), found shape {target.shape}, dtype {target.dtype}")
-    return target
-
-def category_top1(sim, # (N, N) similarity
-                  labels, # (N,) category of each clip
-                 )->float:
-    "Fraction of queries whose best-ranked candidate has the query's category (excluding unknown labels -1)."
-    s = check_array(sim, "sim", ndim=2); y = np.asarray(labels)
-    ok = y >= 0
-    return float((y[s.argmax(1)] == y)[ok].mean())
-
-def unique_targets(t, # (N, P) target embeddings, e.g. one caption embedding per clip
-                   decimals:int=5, # rounding used to call two embeddings identical
-                  )->tuple:
-    "Distinct rows of `t` and, per row, the index of its distinct row: candidates and `target` for `retrieval_topk`."
-    a = check_array(t, "t", ndim=2)
-    _, first, inverse = np.unique(np.round(a, decimals), axis=0, return_index=True, return_inverse=True)
-    return a[first], inverse.ravel()
-
-def _normalize(a, axis=-1):
-    a = np.asarray(a, np.float64)
-    return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
-
-# %% ../nbs/03_contrastive.ipynb #2ec1de04
-def identification_nway(sim, # (N_query, N_candidates) similarity
-                        n_way:int=2, # the truth competes with n − 1 random other candidates
-                        target=None, # (N_query,) column of each query's true candidate; None = the diagonal
-                        n_trials:int=100, # random draws per query
-                        top_k:int=1, # a hit when the truth ranks within the top k of the n
-                        seed:int=0, # seed of the draws
-                       )->np.ndarray:
-    "Per-query accuracy (N_query,) of N-way top-k identification: the fraction of `n_trials` random candidate sets in which the truth ranks within the top `k`."
-    s = check_array(sim, "sim", ndim=2)
-    target = _check_target(s, target)
-    if not 2 <= n_way <= s.shape[1]: raise InputError(f"n_way: expected 2..{s.shape[1]} (the number of candidates), found {n_way}")
-    truth = np.zeros(s.shape); truth[np.arange(len(s)), target] = 1.0
-    return n_way_top_k(truth, s, n_way=n_way, n_trials=n_trials, top_k=top_k, protocol="strict", seed=seed)
-
-# %% ../nbs/03_contrastive.ipynb #74fd16bb
-def _check_augment(noise_std:float=0.0, voxel_dropout:float=0.0, mixco:float=0.0, beta:float=0.15, token_dropout:float=0.0):
-    "Raise `InputError` naming the first augmentation setting out of range."
-    for name, ok, want, v in (("noise_std", noise_std >= 0, ">= 0", noise_std), ("voxel_dropout", 0 <= voxel_dropout < 1, "in [0, 1)", voxel_dropout),
-                              ("mixco", 0 <= mixco <= 1, "in [0, 1]", mixco), ("beta", beta > 0, "> 0", beta),
-                              ("token_dropout", 0 <= token_dropout < 1, "in [0, 1)", token_dropout)):
-        if not ok: raise InputError(f"{name}: expected a value {want}, found {v}")
-
-def augment_windows(x:torch.Tensor, # (B, w, V) fMRI windows (or (B, N, D) backbone features, with voxel_dropout = noise_std = 0)
-                    generator:torch.Generator, # source of every random draw (seeded: reproducible and resumable)
-                    noise_std:float=0.0, # std of added Gaussian noise (z-scored data: 1.0 = a voxel's own variance)
-                    voxel_dropout:float=0.0, # probability of zeroing a voxel in all frames of a window; survivors scaled by 1/(1-p)
-                    mixco:float=0.0, # probability that an item is mixed with another item of the batch (MixCo)
-                    beta:float=0.15, # mixing weights lambda ~ Beta(beta, beta)
-                   )->tuple:
-    "Augment a training batch: `(x_aug, mix)`, `mix` (B, B) = each augmented item's share of every original item (rows sum to 1)."
-    _check_augment(noise_std, voxel_dropout, mixco, beta)
-    B = len(x); mix = torch.eye(B, dtype=x.dtype)
-    if mixco > 0:
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        lam = torch.as_tensor(np.where(rng.random(B) < mixco, np.clip(rng.beta(beta, beta, B), 0.01, 1.0), 1.0), dtype=x.dtype)
-        other = torch.as_tensor(rng.permutation(B))
-        lx = lam.view(B, *[1] * (x.ndim - 1))
-        x = lx * x + (1 - lx) * x[other]
-        mix = torch.diag(lam) + (1 - lam)[:, None] * F.one_hot(other, B).to(x.dtype)
-    if voxel_dropout > 0:
-        keep = torch.rand((B, 1, *x.shape[2:]), generator=generator) >= voxel_dropout
-        x = x * keep.to(x.dtype) / (1 - voxel_dropout)
-    if noise_std > 0: x = x + noise_std * torch.randn(x.shape, generator=generator).to(x.dtype)
-    return x, mix
-
-def drop_tokens(batch_size:int, # windows in the batch
-                num_patches:int, # patch tokens per frame, L
-                token_dropout:float, # fraction of the L patches each window drops, in [0, 1)
-                generator:torch.Generator, # source of the draws (seeded: reproducible and resumable)
-               )->torch.Tensor:
-    "Sorted patch indices (B, K) that each window keeps, K = round(L (1 - p)) (at least 1): `keep_tokens` of `FMRIEncoder`."
-    _check_augment(token_dropout=token_dropout)
-    K = max(1, int(round(num_patches * (1 - token_dropout))))
-    return torch.stack([torch.randperm(num_patches, generator=generator)[:K].sort().values for _ in range(batch_size)])
 
 # %% ../nbs/03_contrastive.ipynb #789c30af
 def train_contrastive_model(model:ContrastiveModel, # encoder + head, trained in place

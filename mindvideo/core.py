@@ -5,22 +5,15 @@
 # %% ../nbs/00_core.ipynb #e4ca794e
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
-import functools
 import fcntl
 import hashlib
-import importlib.metadata
-import importlib.util
-import inspect
 import json
 import math
 import os
-import platform
 import random
 import shutil
-import subprocess
 import tempfile
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,12 +22,10 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['TRACE_ENV', 'PRESETS', 'ABLATIONS', 'ASSETS', 'ConfigError', 'InputError', 'check_array', 'load_npy',
-           'distributed_state', 'is_main_process', 'trace', 'atomic_path', 'write_json', 'DataConfig', 'MAEConfig',
+__all__ = ['TRACE_ENV', 'PRESETS', 'ABLATIONS', 'ConfigError', 'InputError', 'check_array', 'load_npy', 'distributed_state',
+           'is_main_process', 'trace', 'stage_lock', 'atomic_path', 'write_json', 'DataConfig', 'MAEConfig',
            'EncoderConfig', 'FoundationConfig', 'ContrastiveConfig', 'DiffusionConfig', 'GuidanceConfig', 'EvalConfig',
-           'Preset', 'load_preset', 'seed_everything', 'get_device', 'cache_dir', 'find_project', 'list_notebooks',
-           'data_dir', 'stage_dir', 'module_imports', 'code_version', 'asset_dir', 'hcp_dir', 'files_fingerprint',
-           'data_fingerprint', 'git_commit', 'stage_lock', 'record_output', 'save_fig', 'environment', 'save_metrics']
+           'Preset', 'load_preset', 'seed_everything', 'get_device']
 
 # %% ../nbs/00_core.ipynb #bee12786
 class ConfigError(ValueError):
@@ -115,6 +106,20 @@ def trace(event:str, # e.g. 'batch' or 'write'
     state = distributed_state(); rank = 0 if state is None else state.process_index
     Path(folder).mkdir(parents=True, exist_ok=True)
     with open(Path(folder)/f"rank{rank}.jsonl", "a") as fh: fh.write(json.dumps(dict(event=event, rank=rank, **fields), default=str) + "\n")
+
+# %% ../nbs/00_core.ipynb #d682b74e
+@contextlib.contextmanager
+def stage_lock(path:Path):
+    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once; one lock per launch of several processes."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    state = distributed_state()  # several processes of one launch: the main one locks for all, and all go in and out together
+    with open(path.parent/f"{path.name}.lock", "w") as fh:
+        if state is None or state.is_main_process: fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if state is not None: state.wait_for_everyone()  # the others enter once the main process holds the lock
+            yield
+            if state is not None: state.wait_for_everyone()  # and leave once it has written the stage
+        finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #8155d222
 @contextlib.contextmanager
@@ -515,230 +520,3 @@ def get_device(device:str="auto")->str:
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
     return device
-
-# %% ../nbs/00_core.ipynb #f3dbc42b
-def cache_dir()->Path:
-    "Root of computed artifacts: $MINDVIDEO_CACHE, else ~/.cache/mindvideo."
-    return Path(os.environ.get("MINDVIDEO_CACHE") or Path.home()/".cache"/"mindvideo").expanduser()
-
-def find_project(start=None)->Path:
-    "The folder holding settings.ini and nbs/, searched upwards from `start` (default: cwd)."
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d/"settings.ini").is_file() and (d/"nbs").is_dir(): return d
-    raise FileNotFoundError(f"no mindvideo project (settings.ini beside nbs/) found in {here} or its parents; run from a clone of the repository")
-
-def list_notebooks(nbs_dir)->list[Path]:
-    "The part notebooks, `NN*_name.ipynb`, in run order."
-    return sorted(p for p in Path(nbs_dir).glob("[0-9][0-9]*_*.ipynb") if not p.name.startswith("_"))
-
-def data_dir()->Path:
-    "Root of user-supplied data and weights: $MINDVIDEO_DATA, else <cache_dir>/data."
-    return Path(os.environ.get("MINDVIDEO_DATA") or cache_dir()/"data").expanduser()
-
-def stage_dir(p:Preset, # the preset
-              stage:str, # stage name, e.g. 'world', 'mae', 'contrastive'
-              *sections:str, # preset sections the stage depends on
-              seed:int=0, # seed of the run
-             )->Path:
-    "Cache folder of one stage's artifacts: <cache>/<stage>/<hash of sections, seed, the code that makes it and the files it may read>."
-    maker = _STAGE_MAKERS.get(stage) or inspect.currentframe().f_back.f_globals.get("__name__", "")  # unknown stage: the caller's module
-    return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker), data_fingerprint(p)])}"
-
-# which module makes each cached stage: the folder of a stage is the same whoever asks for it (the stage itself, a test, a notebook)
-_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.mae", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
-                 "clip_targets": "mindvideo.contrastive", "contrastive": "mindvideo.contrastive", "cotrain": "mindvideo.pipeline",
-                 "recon": "mindvideo.pipeline", "eval_classifiers": "mindvideo.eval", "eval_baselines": "mindvideo.baselines",
-                 "interpret": "mindvideo.interpret"}
-
-def _package_dir()->Path:
-    "The folder of the installed `mindvideo` package (located, not imported)."
-    return Path(importlib.util.find_spec("mindvideo").origin).parent
-
-def module_imports(root=None, # folder of the package's modules; None = the installed mindvideo
-                  )->dict[str, set[str]]:
-    "{module: the package's modules it imports}, read with `ast` from every `<root>/*.py` (any `from .x`, `from mindvideo.x`, `import mindvideo.x`)."
-    root = Path(root) if root is not None else _package_dir()
-    graph = {}
-    for f in sorted(root.glob("*.py")):
-        deps = set()
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mindvideo."):
-                deps.add(node.module.split(".")[1])
-            elif isinstance(node, ast.Import):
-                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mindvideo.")}
-        graph[f.stem] = deps - {f.stem}
-    return graph
-
-def _upstream(mod:str, graph:dict)->set[str]:
-    "`mod` and every module it imports, directly or through others."
-    seen, todo = set(), [mod]
-    while todo:
-        m = todo.pop()
-        if m not in seen and m in graph: seen.add(m); todo += sorted(graph[m])
-    return seen
-
-def _hashed_source(name:str, text:str)->str:
-    "The part of a module's source that can change artifacts: all of it, except core's cell of preset values (those enter the fingerprint itself)."
-    if name != "core": return text
-    return "\n# %% ".join(cell for cell in text.split("\n# %% ") if "PRESETS:dict = {" not in cell)
-
-@functools.lru_cache(maxsize=None)
-def code_version(caller:str="")->str:
-    "Hash of the sources that can change `caller`'s artifacts: its module and every package module it imports, directly or not (the whole package for a caller outside it)."
-    root = _package_dir(); graph = module_imports(root)
-    mod = caller.split(".")[-1] if caller.startswith("mindvideo.") else ""
-    h = hashlib.sha256()
-    for name in sorted(_upstream(mod, graph) if mod in graph else graph):
-        h.update(name.encode()); h.update(_hashed_source(name, (root/f"{name}.py").read_text()).encode())
-    return h.hexdigest()[:12]
-
-# %% ../nbs/00_core.ipynb #eaf3c46d
-ASSETS:dict = {
-    # name: (preset key naming the folder, default folder under data_dir(), what it is)
-    "wen2018": ("data.data_dir", "wen2018", "Wen et al. 2018 preprocessed arrays (MinD-Video release layout, spec §1.1)"),
-    "sd": ("foundation.sd_path", "stable-diffusion-v1-5", "Stable Diffusion v1-5, diffusers layout"),
-    "clip": ("foundation.clip_path", "clip-vit-large-patch14", "CLIP ViT-L/14, transformers layout"),
-    "vit": ("eval.vit_path", "vit-base-patch16-224", "google/vit-base-patch16-224, transformers layout"),
-    "videomae": ("eval.videomae_path", "videomae-base-finetuned-kinetics", "MCG-NJU/videomae-base-finetuned-kinetics, transformers layout"),
-    "release": ("diffusion.release_dir", "pretrains", "MinD-Video's released checkpoints, one folder per subject: sub1/, sub2/, sub3/ (the release's pretrains/ layout)"),
-}
-
-def asset_dir(p:Preset, # the preset
-              name:str, # one of ASSETS
-             )->Path:
-    "Folder of a real-world asset: the preset's key if set, else <root>/<default name>, root = data.data_dir for model folders when set, else data_dir()."
-    if name not in ASSETS: raise ConfigError(f"asset: expected one of {sorted(ASSETS)}, got {name!r}")
-    key, default, _ = ASSETS[name]
-    sec, attr = key.split(".")
-    val = getattr(getattr(p, sec), attr)
-    if val: return Path(val).expanduser()
-    root = Path(p.data.data_dir).expanduser() if name != "wen2018" and p.data.data_dir else data_dir()
-    return root/default
-
-def hcp_dir(p:Preset)->Path:
-    "<data.data_dir or data_dir()>/HCP/npz: the unlabeled fMRI of masked brain modelling (MinD-Vis layout)."
-    return Path(p.data.data_dir or data_dir()).expanduser()/"HCP"/"npz"
-
-_FP_WHOLE = 3 << 20  # files up to 3 MiB are hashed whole; larger ones by three 1-MiB samples, plus their size and mtime
-
-@functools.lru_cache(maxsize=65536)
-def _file_fingerprint(path:str, size:int, mtime_ns:int)->str:
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        if size <= _FP_WHOLE: h.update(fh.read())
-        else:
-            h.update(str(mtime_ns).encode())  # an edit between the samples still changes the key
-            for off in (0, size // 2, size - (1 << 20)): fh.seek(off); h.update(fh.read(1 << 20))
-    return h.hexdigest()
-
-def files_fingerprint(*paths)->str:
-    "Hash of the files under `paths` (files or folders; a missing one counts as absent): relative names and contents."
-    h = hashlib.sha256()
-    for root in map(lambda x: Path(x).expanduser(), paths):
-        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")) if root.is_dir() else []
-        h.update(b"\0absent" if not files else b"\0present")
-        for f in files:
-            st = f.stat()
-            h.update(str(f.relative_to(root) if f != root else f.name).encode()); h.update(_file_fingerprint(str(f), st.st_size, st.st_mtime_ns).encode())
-    return h.hexdigest()[:12]
-
-def data_fingerprint(p:Preset)->str:
-    "Fingerprint of every file a real-data preset may read (data, HCP fMRI, model and checkpoint folders, MAE weights); '' for the synthetic world."
-    if p.data.source != "wen2018": return ""
-    paths = [asset_dir(p, n) for n in ASSETS] + [hcp_dir(p)] + ([p.mae.pretrained_path] if p.mae.pretrained_path else [])
-    return files_fingerprint(*paths)
-
-# %% ../nbs/00_core.ipynb #19182a38
-def git_commit(path=".")->str:
-    "Current git commit (with '-dirty' when tracked sources changed; the figures a run is writing do not count), or 'unknown' outside git."
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
-        if not sha: return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(top,exclude)figures"], cwd=path, capture_output=True, text=True, timeout=20).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-def _nb_number(nb:str)->str:
-    stem = Path(nb).stem
-    num = stem.split("_")[0]
-    if not num[:2].isdigit(): raise ConfigError(f"nb: expected a notebook name like '01_data', got {nb!r}")
-    return num
-
-@contextlib.contextmanager
-def stage_lock(path:Path):
-    "Exclusive file lock `<path>.lock` beside `path`, so that parallel notebooks compute a stage (or update a manifest) once; one lock per launch of several processes."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    state = distributed_state()  # several processes of one launch: the main one locks for all, and all go in and out together
-    with open(path.parent/f"{path.name}.lock", "w") as fh:
-        if state is None or state.is_main_process: fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            if state is not None: state.wait_for_everyone()  # the others enter once the main process holds the lock
-            yield
-            if state is not None: state.wait_for_everyone()  # and leave once it has written the stage
-        finally: fcntl.flock(fh, fcntl.LOCK_UN)
-
-def record_output(path, # the artifact written
-                  kind:str, # 'figure' or 'metrics'
-                  nb:str, preset:str, seed:int, paper_ref:str="", caption:str="",
-                 )->dict:
-    "Add or replace `path`'s entry in the MANIFEST.json of its folder."
-    path = Path(path); man = path.parent/"MANIFEST.json"
-    entry = dict(file=path.name, kind=kind, notebook=Path(nb).stem, preset=str(preset), seed=int(seed),
-                 commit=git_commit(path.parent), paper_ref=paper_ref, caption=caption)
-    with stage_lock(man):
-        data = json.loads(man.read_text()) if man.exists() else {"outputs": {}}
-        data["outputs"][path.name] = entry
-        write_json(data, man)
-    return entry
-
-# %% ../nbs/00_core.ipynb #0c6c6399
-def save_fig(fig, # matplotlib figure
-             slug:str, # short name, e.g. 'stimuli'
-             *, nb:str, # notebook that made it, e.g. '01_data'
-             preset:str, seed:int,
-             out_dir="../figures", # root of figures; files go to <out_dir>/<preset>/
-             paper_ref:str="", # the paper's figure/table it corresponds to, e.g. 'Fig. 3'
-             caption:str="", dpi:int=120,
-            )->Path:
-    "Save `fig` as <out_dir>/<preset>/<NN>_<slug>.png and record its provenance in MANIFEST.json."
-    path = Path(out_dir)/str(preset)/f"{_nb_number(nb)}_{slug}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
-    record_output(path, "figure", nb, preset, seed, paper_ref, caption)
-    return path
-
-_ENV_PACKAGES = ("torch", "diffusers", "transformers", "tokenizers", "accelerate", "safetensors", "numpy", "scipy",
-                 "scikit-learn", "scikit-image", "nilearn")
-
-def _cpu_model()->str:
-    "The processor's model name (Linux /proc/cpuinfo; elsewhere what `platform` knows)."
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def environment()->dict:
-    "What besides code, preset and seed can change a number: Python and package versions, torch's thread count, the CPU."
-    import torch
-    vers = {}
-    for name in _ENV_PACKAGES:
-        try: vers[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError: vers[name] = None
-    return dict(python=platform.python_version(), packages=vers, torch_threads=torch.get_num_threads(), cpu=_cpu_model())
-
-def save_metrics(metrics:dict, # JSON-able numbers
-                 name:str, # short name, e.g. 'retrieval'
-                 *, nb:str, preset:str, seed:int, out_dir="../figures", paper_ref:str="", caption:str="",
-                )->Path:
-    "Save metrics as <out_dir>/<preset>/<NN>_<name>.json with their provenance, and record it in MANIFEST.json."
-    path = Path(out_dir)/str(preset)/f"{_nb_number(nb)}_{name}.json"
-    prov = dict(notebook=Path(nb).stem, preset=str(preset), seed=int(seed), commit=git_commit(Path(out_dir)), paper_ref=paper_ref,
-                environment=environment())
-    write_json({"provenance": prov, "metrics": metrics}, path)
-    record_output(path, "metrics", nb, preset, seed, paper_ref, caption)
-    return path

@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, stage_dir, write_json
+from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .paths import stage_dir
 from .layouts import _read_fmri, _wen_folder, normalize, pad_to_length, pad_to_patch_size, read_wen_split, wen_file_names
 
 # %% auto #0

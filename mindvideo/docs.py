@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pygments.formatters import HtmlFormatter
 
-from .core import InputError, atomic_path, find_project, list_notebooks
+from .core import InputError, atomic_path
+from .paths import find_project, list_notebooks
 
 # %% auto #0
 __all__ = ['exports_by_notebook', 'api_entry', 'notebook_html', 'build_docs']

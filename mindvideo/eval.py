@@ -20,8 +20,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tqdm.auto import tqdm
 
-from .core import (ABLATIONS, ConfigError, InputError, Preset, asset_dir, atomic_path, check_array, load_preset,
-                            stage_dir, write_json)
+from .core import ABLATIONS, ConfigError, InputError, Preset, atomic_path, check_array, load_preset, write_json
+from .paths import asset_dir, stage_dir
 from .data import load_dataset, load_world
 from .train import fit
 

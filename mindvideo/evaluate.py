@@ -15,7 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import CLIPImageProcessor, CLIPModel
 
-from .core import InputError, asset_dir, atomic_path, load_npy, load_preset, write_json
+from .core import InputError, atomic_path, load_npy, load_preset, write_json
+from .paths import asset_dir
 from .foundation import Foundation, encode_images, load_foundation
 from .eval import (chance_scores, imagenet_classifier, load_classifiers, markdown_table,
                             score_method, ssim_frames, summarize_scores, videomae_classifier, vit_classifier)

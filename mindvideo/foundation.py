@@ -19,21 +19,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import pre_tokenizers
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from .core import (ConfigError, InputError, Preset, asset_dir, atomic_path, distributed_state, environment, git_commit,
-                            is_main_process, load_preset, seed_everything, stage_dir, stage_lock, write_json)
+from .core import (ConfigError, InputError, Preset, atomic_path, distributed_state, is_main_process, load_preset, seed_everything,
+                            stage_lock, write_json)
+from .paths import asset_dir, stage_dir
+from .provenance import environment, git_commit
 from .data import load_world, world_seed
+from .tokenizer import build_tokenizer
 from .train import fit
 
 # %% auto #0
-__all__ = ['SHIPPED_STANDINS', 'standin_seed', 'world_frames', 'learn_merges', 'build_tokenizer', 'make_clip', 'make_vae',
-           'make_unet', 'make_scheduler', 'Foundation', 'encode_text', 'encode_images', 'encode_video_latents',
-           'decode_video_latents', 'sample_images', 'train_standins', 'load_foundation_from', 'foundation_dir',
-           'standin_key', 'shipped_standins', 'standins_dir', 'load_foundation', 'ship_standins',
-           'ship_standins_command', 'category_prompts', 'category_caption_sets', 'zero_shot_accuracy', 'vae_ssim']
+__all__ = ['SHIPPED_STANDINS', 'standin_seed', 'world_frames', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler',
+           'Foundation', 'encode_text', 'encode_images', 'encode_video_latents', 'decode_video_latents',
+           'train_standins', 'load_foundation_from', 'foundation_dir', 'standin_key', 'shipped_standins',
+           'standins_dir', 'load_foundation', 'ship_standins', 'ship_standins_command']
 
 # %% ../nbs/02b_foundation.ipynb #60581167
 def _load_world(cfg:Preset, seed:int):
@@ -56,57 +57,6 @@ def world_frames(world, # a `World` from `mindvideo.data.load_world`
     captions = np.asarray(text).reshape(-1)
     labels = np.repeat(np.asarray(label).reshape(-1), Fr)
     return frames, captions, labels
-
-# %% ../nbs/02b_foundation.ipynb #0329a133
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-
-def _byte_alphabet()->list[str]:
-    "The 256 byte symbols of a byte-level BPE, in code-point order (a fixed order, whatever the `tokenizers` build)."
-    return sorted(pre_tokenizers.ByteLevel.alphabet())
-
-def _words(captions, tok:CLIPTokenizer)->dict:
-    "{byte-level word: count} of `captions`, split by CLIP's own normaliser and pre-tokeniser."
-    norm, pre = tok.backend_tokenizer.normalizer, tok.backend_tokenizer.pre_tokenizer
-    counts = {}
-    for cap in captions:
-        for w, _ in pre.pre_tokenize_str(norm.normalize_str(cap)): counts[w] = counts.get(w, 0) + 1
-    return counts
-
-def learn_merges(words:dict, # {word: count}; a word's last symbol carries the end-of-word marker `</w>`
-                )->list[tuple[str, str]]:
-    "BPE merges until every word is one symbol: each step merges the most frequent adjacent pair, ties broken by the pair's text, so the result depends on nothing but the counts."
-    seqs = {w: (*w[:-1], w[-1] + "</w>") for w in words if w}
-    merges = []
-    while True:
-        pairs = {}
-        for w, s in seqs.items():
-            for p in zip(s, s[1:]): pairs[p] = pairs.get(p, 0) + words[w]
-        if not pairs: return merges
-        a, b = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append((a, b))
-        for w, s in seqs.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and s[i] == a and s[i + 1] == b: out.append(a + b); i += 2
-                else: out.append(s[i]); i += 1
-            seqs[w] = tuple(out)
-
-def build_tokenizer(captions, # training captions (iterable of str)
-                    folder, # where vocab.json, merges.txt and the tokenizer config go
-                    max_length:int=16, # model_max_length: captions are padded/truncated to this many tokens
-                   )->CLIPTokenizer:
-    "Learn a word-level byte-BPE `CLIPTokenizer` from `captions`, save it to `folder` and load it back; the same captions always give the same files."
-    tok = CLIPTokenizer()  # borrow CLIP's normaliser and pre-tokeniser so that training splits words like CLIP does
-    merges = learn_merges(_words(sorted(set(map(str, captions))), tok))
-    alphabet = _byte_alphabet()
-    vocab = {}
-    for t in [*alphabet, *(ch + "</w>" for ch in alphabet), *(a + b for a, b in merges), _BOS, _EOS]:  # CLIP's order: bytes, word-end bytes, merges, specials (eos has the highest id)
-        vocab.setdefault(t, len(vocab))
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length).save_pretrained(folder)
-    (folder/"vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder/"merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    return CLIPTokenizer.from_pretrained(folder)
 
 # %% ../nbs/02b_foundation.ipynb #1c54b6fb
 def _groups(channels)->int:
@@ -235,33 +185,6 @@ def decode_video_latents(fd:Foundation, # the foundation models
     B, C, Fr = latents.shape[:3]
     z = latents.transpose(1, 2).flatten(0, 1).to(fd.vae.device, fd.vae.dtype) / fd.vae_scale
     return fd.vae.decode(z).sample.clamp(-1, 1).unflatten(0, (B, Fr))
-
-# %% ../nbs/02b_foundation.ipynb #8250f6ec
-@torch.no_grad()
-def sample_images(fd:Foundation, # the foundation models
-                  captions, # one caption per image (list of str)
-                  steps:int=50, # DDIM steps
-                  guidance_scale:float=5.0, # classifier-free guidance scale (<= 1: no guidance)
-                  generator:torch.Generator|None=None, # seeds the initial noise (CPU generator)
-                  negative:str="", # the unconditional caption
-                 )->torch.Tensor:
-    "Text-to-image samples (B, 3, H, W) in [-1, 1] from the 2-D UNet, DDIM with classifier-free guidance."
-    sched = DDIMScheduler.from_config(fd.scheduler.config)
-    sched.set_timesteps(steps)
-    cond, _ = encode_text(fd, captions)
-    guided = guidance_scale > 1
-    if guided: cond = torch.cat([encode_text(fd, [negative] * len(captions))[0], cond])
-    cond = cond.to(fd.unet.device, fd.unet.dtype)
-    size = fd.unet.config.sample_size
-    z = torch.randn((len(captions), fd.unet.config.in_channels, size, size), generator=generator).to(fd.unet.device, fd.unet.dtype)
-    z = z * sched.init_noise_sigma
-    for t in sched.timesteps:
-        inp = sched.scale_model_input(torch.cat([z, z]) if guided else z, t)
-        eps = fd.unet(inp, t, encoder_hidden_states=cond).sample
-        if guided:
-            e0, e1 = eps.chunk(2); eps = e0 + guidance_scale * (e1 - e0)
-        z = sched.step(eps, t, z).prev_sample
-    return decode_video_latents(fd, z[:, :, None])[:, 0]
 
 # %% ../nbs/02b_foundation.ipynb #3d730b40
 def _clip_loss(model, batch, size, mean, std):
@@ -463,7 +386,7 @@ def load_foundation(cfg:Preset|str, # the preset (or its name)
     "The foundation models: local CLIP + SD v1-5 folders (wen2018); shipped stand-ins; or stand-ins trained once and cached (synthetic)."
     cfg = load_preset(cfg); fc = cfg.foundation
     if cfg.data.source == "wen2018":
-        fd = load_foundation_from(asset_dir(cfg, "clip"), asset_dir(cfg, "sd"), device)  # the one folder rule of core.ASSETS
+        fd = load_foundation_from(asset_dir(cfg, "clip"), asset_dir(cfg, "sd"), device)  # the one folder rule of paths.ASSETS
     else:
         out = standins_dir(cfg, seed)
         if out == foundation_dir(cfg, seed):
@@ -504,56 +427,3 @@ def ship_standins_command(args)->str:
     "`mindvideo ship-standins`: one line saying where the stand-ins went."
     out = ship_standins(args.preset, seed=args.seed, dest=args.out, command=f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins --preset {args.preset} --seed {args.seed}")
     return f"ship-standins: {out}"
-
-# %% ../nbs/02b_foundation.ipynb #e013989e
-def category_prompts(world)->list[str]:
-    "One prompt per category: the words that all its training captions share, in caption order (else its name)."
-    _, caps, labs = world_frames(world, "train")
-    out = []
-    for k, name in enumerate(world.categories):
-        cs = sorted(set(caps[labs == k].tolist()))
-        if not cs: out.append(str(name)); continue
-        common = set.intersection(*(set(c.replace(",", " ").split()) for c in cs))
-        words = [w for w in cs[0].replace(",", " ").split() if w in common]
-        out.append(" ".join(words) or str(name))
-    return out
-
-def category_caption_sets(world, max_per_category:int=64, seed:int=0)->list[list[str]]:
-    "Up to `max_per_category` distinct training captions per category (a prompt ensemble)."
-    _, caps, labs = world_frames(world, "train"); rng = np.random.default_rng(seed)
-    out = []
-    for k in range(len(world.categories)):
-        cs = sorted(set(caps[labs == k].tolist()))
-        out.append([cs[i] for i in sorted(rng.permutation(len(cs))[:max_per_category])])
-    return out
-
-def zero_shot_accuracy(fd:Foundation, # the foundation models
-                       frames:np.ndarray, # uint8 (N,H,W,3)
-                       labels:np.ndarray, # int (N,), -1 = unknown (skipped)
-                       prompts:list, # one prompt per category, or a list of prompts per category (ensemble)
-                       batch_size:int=256,
-                      )->tuple[float, np.ndarray]:
-    "Zero-shot classification accuracy of CLIP and the (K, K) confusion matrix (rows: true category)."
-    keep = np.asarray(labels) >= 0; frames, labels = frames[keep], np.asarray(labels)[keep]
-    groups = [[p] if isinstance(p, str) else list(p) for p in prompts]
-    txt = F.normalize(torch.stack([encode_text(fd, g)[1].mean(0) for g in groups]), dim=-1)
-    pred = []
-    for i in range(0, len(frames), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(frames[i:i + batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        pred.append((encode_images(fd, x) @ txt.T.to(fd.clip.device)).argmax(1).cpu().numpy())
-    pred = np.concatenate(pred) if pred else np.zeros(0, int)
-    K = len(prompts); conf = np.zeros((K, K), int)
-    np.add.at(conf, (labels, pred), 1)
-    return float((pred == labels).mean()) if len(pred) else float("nan"), conf
-
-def vae_ssim(fd:Foundation, # the foundation models
-             frames:np.ndarray, # uint8 (N,H,W,3)
-            )->tuple[float, np.ndarray]:
-    "Mean SSIM of the VAE's reconstructions (posterior mean) and the reconstructions (uint8 (N,H,W,3))."
-    from skimage.metrics import structural_similarity
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    rec = decode_video_latents(fd, encode_video_latents(fd, x[:, None]))[:, 0]
-    rec = ((rec.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    win = min(7, frames.shape[1] - (1 - frames.shape[1] % 2))
-    s = [structural_similarity(a, b, data_range=255, channel_axis=-1, win_size=win) for a, b in zip(frames, rec)]
-    return float(np.mean(s)), rec

@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .contrastive import load_contrastive_encoder
-from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir, write_json
+from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, write_json
+from .paths import stage_dir
 from .data import load_dataset, load_world
 from .mae import make_encoder
 from .pipeline import load_cotrained

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ASSETS, InputError, Preset, asset_dir, atomic_path, check_array, hcp_dir, load_npy
+from .core import InputError, Preset, atomic_path, check_array, load_npy
+from .paths import ASSETS, asset_dir, hcp_dir
 
 # %% auto #0
 __all__ = ['wen_file_names', 'save_wen_layout', 'read_wen_split', 'pad_to_patch_size', 'pad_to_length', 'normalize',

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, Preset, atomic_path, hcp_dir, load_npy, load_preset, seed_everything,
-                            stage_dir, write_json)
+from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .paths import hcp_dir, stage_dir
 from .data import (_GRID, _convolve_hrf, _noise, _prf_weights, _sample_voxels, _smoother, category_names, detrend_zscore,
                             frame_features, fsaverage5_cortex, hrf_kernel, render_scene, sample_scene, voxel_drive, world_seed)
 from .layouts import load_hcp_npz, normalize, pad_to_patch_size

@@ -24,8 +24,9 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
-from .core import InputError, ConfigError, Preset, atomic_path, get_device, is_main_process, load_preset, seed_everything, stage_dir, write_json
+from .core import InputError, ConfigError, Preset, atomic_path, get_device, is_main_process, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
+from .paths import stage_dir
 from diffusers.models.attention_processor import AttnProcessor2_0, SlicedAttnProcessor
 from .contrastive import load_contrastive_encoder
 from .data import load_dataset

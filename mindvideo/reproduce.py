@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import (ConfigError, InputError, atomic_path, cache_dir, data_fingerprint, find_project, list_notebooks,
-                            load_preset, stage_lock, write_json)
+from .core import ConfigError, InputError, atomic_path, load_preset, stage_lock, write_json
+from .paths import cache_dir, data_fingerprint, find_project, list_notebooks
 from .docs import build_docs
 from .layouts import check_assets
 

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import write_notebook
-from mindvideo.core import ConfigError, InputError, data_fingerprint, load_npy, load_preset, stage_dir
+from mindvideo.core import ConfigError, InputError, load_npy, load_preset
+from mindvideo.paths import data_fingerprint, stage_dir
 from mindvideo.data import load_world
 from mindvideo.layouts import _read_fmri, load_hcp_npz, process_voxel_ts, read_wen_split, save_wen_layout
 from mindvideo.evaluate import read_clips, split_release_gif

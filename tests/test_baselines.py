@@ -6,7 +6,8 @@ import torch
 
 from mindvideo.baselines import (ablation_margins, cached_videos, expected_fmri, fit_ridge, generate_from_embeds, noise_free_windows,
                                  paired_margin, ridge_pixels)
-from mindvideo.core import InputError, load_preset, save_metrics
+from mindvideo.core import InputError, load_preset
+from mindvideo.provenance import save_metrics
 from mindvideo.testing import toy_clips
 
 

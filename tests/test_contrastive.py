@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from mindvideo.contrastive import (ContrastiveModel, FMRIToCLIP, augment_windows, category_top1, contrastive_loss, embed_fmri,
-                                   identification_nway, info_nce, retrieval_topk, same_target,
-                                   train_contrastive_model)
+from mindvideo.contrastive import ContrastiveModel, FMRIToCLIP, contrastive_loss, embed_fmri, info_nce, same_target, train_contrastive_model
+from mindvideo.augment import augment_windows
+from mindvideo.retrieval import category_top1, identification_nway, retrieval_topk
 from mindvideo.core import InputError
 from mindvideo.testing import tiny_fmri_encoder
 

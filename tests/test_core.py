@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from mindvideo.core import (ConfigError, InputError, atomic_path, check_array, load_npy, load_preset, save_fig,
-                            save_metrics, stage_dir)
+from mindvideo.core import ConfigError, InputError, atomic_path, check_array, load_npy, load_preset
+from mindvideo.paths import stage_dir
+from mindvideo.provenance import save_fig, save_metrics
 
 
 @pytest.mark.parametrize("name", ["smoke", "quick", "wen2018", "quick+no_mae", "quick+no_contrastive", "quick+no_temporal", "quick+no_guidance"])

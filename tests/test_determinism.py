@@ -52,7 +52,7 @@ def test_tokenizer_is_the_same_in_two_processes(tmp_path):
     cats = category_names(12)  # the quick world's categories and its scene sampler's captions
     caps = [sample_scene(rng, int(rng.integers(len(cats))), cats, 6)["caption"] for _ in range(3000)]
     (tmp_path / "caps.json").write_text(json.dumps(caps))
-    code = ("import json, sys; from mindvideo.foundation import build_tokenizer; "
+    code = ("import json, sys; from mindvideo.tokenizer import build_tokenizer; "
             "build_tokenizer(json.load(open(sys.argv[1])), sys.argv[2], max_length=24)")
     for i in (1, 2):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "caps.json"), str(tmp_path / f"tok{i}")],

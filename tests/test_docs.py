@@ -2,7 +2,7 @@
 import importlib
 from pathlib import Path
 
-from mindvideo.core import list_notebooks
+from mindvideo.paths import list_notebooks
 from mindvideo.docs import build_docs
 
 ROOT = Path(__file__).resolve().parents[1]

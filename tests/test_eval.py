@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mindvideo.core import InputError, save_metrics
+from mindvideo.core import InputError
+from mindvideo.provenance import save_metrics
 from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
                             clip_similarity, markdown_table, max_n_way, n_way_top_k, random_logits,
                             score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,

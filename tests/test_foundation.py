@@ -5,9 +5,10 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from mindvideo.core import ConfigError, InputError, load_preset
-from mindvideo.foundation import (Foundation, build_tokenizer, decode_video_latents, encode_images, encode_text,
-                                  encode_video_latents, foundation_dir, load_foundation, load_foundation_from,
-                                  make_clip, make_scheduler, make_unet, make_vae, sample_images, world_frames)
+from mindvideo.foundation import (Foundation, decode_video_latents, encode_images, encode_text, encode_video_latents, foundation_dir,
+                                  load_foundation, load_foundation_from, make_clip, make_scheduler, make_unet, make_vae, world_frames)
+from mindvideo.sanity import sample_images
+from mindvideo.tokenizer import build_tokenizer
 
 CAPTIONS = ["a red square on a dark background", "a blue ball", "a green square", "a blue ball"]
 
@@ -124,7 +125,7 @@ def test_synthetic_standins_trained_once_and_cached(tmp_cache, monkeypatch):
 
 
 def test_category_prompts_and_zero_shot_shapes(tmp_path):
-    from mindvideo.foundation import category_caption_sets, category_prompts, zero_shot_accuracy
+    from mindvideo.sanity import category_caption_sets, category_prompts, zero_shot_accuracy
     cfg = load_preset("smoke")
     w = _fake_world(cfg)
     assert category_prompts(w) == ["a red square", "a green square", "a blue square"]

@@ -88,11 +88,11 @@ def test_helpers_never_import_the_pipeline():
 
 
 def test_cache_key_reads_the_same_graph():
-    "core.code_version hashes a stage's module and everything it imports; it must see the graph this test sees."
-    from mindvideo.core import module_imports
+    "paths.code_version hashes a stage's module and everything it imports; it must see the graph this test sees."
+    from mindvideo.paths import module_imports
     graph, _ = import_graph()
     assert module_imports(PKG) == graph
-    assert "eval" in _upstream("contrastive", graph)  # the contrastive stage runs the metrics' code: its key covers eval.py
+    assert "train" in _upstream("contrastive", graph)  # the contrastive stage runs the training loop's code: its key covers train.py
 
 
 def test_each_module_comes_from_one_notebook():

@@ -19,7 +19,7 @@ def project(tmp_path):
     (tmp_path / "nbs").mkdir(); (tmp_path / "mindvideo").mkdir()
     shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
     (tmp_path / "README.md").write_text("x\n<!-- results:start -->\n<!-- results:end -->\n")
-    save = ("from mindvideo.core import save_metrics\n"
+    save = ("from mindvideo.provenance import save_metrics\n"
             "save_metrics({'v': 1}, 'v', nb='{NB}', preset=preset, seed=seed, out_dir=out_dir)")
     _nb(tmp_path / "nbs" / "01_a.ipynb", save.replace("{NB}", "01_a"))
     _nb(tmp_path / "nbs" / "02_b.ipynb", save.replace("{NB}", "02_b"))
@@ -66,11 +66,11 @@ def test_select():
 def test_jobs_run_notebooks_at_once_after_their_inputs(project, monkeypatch):
     import os
     import mindvideo.reproduce as rp
-    slow = ("import time, os; time.sleep(3)\nfrom mindvideo.core import save_metrics\n"
+    slow = ("import time, os; time.sleep(3)\nfrom mindvideo.provenance import save_metrics\n"
             "save_metrics({'threads': os.environ.get('OMP_NUM_THREADS')}, 'v', nb='01_a', preset=preset, seed=seed, out_dir=out_dir)")
     _nb(project / "nbs" / "01_a.ipynb", slow)
     reads = ("import json, pathlib\nassert (pathlib.Path(out_dir) / preset / '01_v.json').is_file(), 'started before 01_a ended'\n"
-             "from mindvideo.core import save_metrics\nsave_metrics({'v': 3}, 'v', nb='03_c', preset=preset, seed=seed, out_dir=out_dir)")
+             "from mindvideo.provenance import save_metrics\nsave_metrics({'v': 3}, 'v', nb='03_c', preset=preset, seed=seed, out_dir=out_dir)")
     _nb(project / "nbs" / "03_c.ipynb", reads)
     monkeypatch.setattr(rp, "AFTER", {"03_c": ("01_a",)})
     before = os.environ.get("OMP_NUM_THREADS")
