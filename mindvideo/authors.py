@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .core import Preset, asset_dir, get_device, load_preset
 from .data import load_dataset
-from .eval import videomae_classifier, vit_classifier
+from .classifiers import videomae_classifier, vit_classifier
 from .evaluate import evaluate_folder, write_release_gif
 from .pipeline import MindVideoPipeline
 

@@ -20,7 +20,7 @@ from .core import (ConfigError, InputError, Preset, atomic_path, check_array, di
                             stage_dir, write_json)
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 from .data import load_dataset
-from .eval import n_way_top_k
+from .metrics import n_way_top_k
 from .foundation import encode_images, encode_text, load_foundation
 from .mae import FMRIEncoder, make_encoder, pretrain_mae
 from .train import fit, predict_batches
