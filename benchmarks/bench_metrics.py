@@ -1,4 +1,4 @@
-"""Speed of the vectorised N-way top-K metric (`mindvideo.eval.n_way_top_k`) against the release's per-sample loop.
+"""Speed of the vectorised N-way top-K metric (`mindvideo.metrics.n_way_top_k`) against the release's per-sample loop.
 
 Usage:  python benchmarks/bench_metrics.py [--clips N] [--classes C] [--n-way n] [--trials T] [--loop-clips M]
 
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from mindvideo.eval import _n_way_release_loop, n_way_top_k
+from mindvideo.metrics import _n_way_release_loop, n_way_top_k
 
 
 def main(argv=None):

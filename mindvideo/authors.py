@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .core import Preset, get_device, load_preset
 from .paths import asset_dir
 from .data import load_dataset
-from .eval import videomae_classifier, vit_classifier
+from .classifiers import videomae_classifier, vit_classifier
 from .evaluate import evaluate_folder, write_release_gif
 from .pipeline import MindVideoPipeline
 

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from .core import ABLATIONS, InputError, Preset, atomic_path, check_array, load_preset
 from .data import load_world, wen_dataset
-from .eval import _table_main, to_uint8  # 06_eval: a preset's 06_table_main.json; frames as uint8
+from .eval import _table_main  # 06_eval: a preset's 06_table_main.json
+from .metrics import to_uint8  # 06e_metrics: frames as uint8
 from .pipeline import item_noise
 from .train import predict_batches
 

@@ -18,8 +18,9 @@ from transformers import CLIPImageProcessor, CLIPModel
 from .core import InputError, atomic_path, load_npy, load_preset, write_json
 from .paths import asset_dir
 from .foundation import Foundation, encode_images, load_foundation
-from .eval import (chance_scores, imagenet_classifier, load_classifiers, markdown_table,
-                            score_method, ssim_frames, summarize_scores, videomae_classifier, vit_classifier)
+from .classifiers import imagenet_classifier, videomae_classifier, vit_classifier
+from .eval import chance_scores, load_classifiers, markdown_table, score_method, summarize_scores
+from .metrics import ssim_frames
 
 # %% auto #0
 __all__ = ['PAD', 'write_release_gif', 'read_frames', 'split_release_gif', 'read_clips', 'find_classifiers', 'find_clip_embed',
@@ -142,7 +143,7 @@ def find_clip_embed(preset:str|None=None, # a preset whose CLIP to use (its stan
     return (lambda x: encode_images(fd, x)), f"CLIP image embeddings, cosine per frame ({Path(fd.path.split('|')[0]).name})"
 
 def evaluate_clips(clips:dict, # from `read_clips`: names, gt, pred (and gt_half, pred_half)
-                   classifiers:list, # mindvideo.eval.Classifier list
+                   classifiers:list, # mindvideo.classifiers.Classifier list
                    labels=None, # (N,) true categories for label-aware classifiers; None = unknown
                    n_ways=(2, 50), n_trials:int=100, top_k:int=1, seed:int=0, # the N-way top-K test
                    embed=None, # CLIP image embedding for 'clip'; None = no CLIP column

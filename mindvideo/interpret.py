@@ -21,10 +21,9 @@ from .mae import make_encoder
 from .pipeline import load_cotrained
 
 # %% auto #0
-__all__ = ['AREAS', 'N_VERTICES', 'AREA_COLORS', 'STAGES', 'padded_source_index', 'fold_padded', 'patch_to_voxel',
-           'voxel_to_patch', 'attention_received', 'collect_attention', 'area_mass', 'area_chance', 'permutation_null',
-           'summarise_areas', 'layer_trend', 'voxel_attribution', 'voxels_to_vertices', 'plot_cortex', 'plot_area_bars',
-           'interpret_encoders', 'verdict']
+__all__ = ['AREAS', 'STAGES', 'padded_source_index', 'fold_padded', 'patch_to_voxel', 'voxel_to_patch', 'attention_received',
+           'collect_attention', 'area_mass', 'area_chance', 'permutation_null', 'summarise_areas', 'layer_trend',
+           'voxel_attribution', 'interpret_encoders', 'verdict']
 
 # %% ../nbs/07_interpret.ipynb #7a7ac418
 def padded_source_index(num_voxels:int, # V, voxels before padding
@@ -218,114 +217,6 @@ def voxel_attribution(encoder:torch.nn.Module, # model mapping fmri (B, w, V_pad
             val = gv * xb.detach()[..., :num_voxels] if times_input else gv
             total += (val ** 2).sum(dim=(0, 1)).double().cpu()
     return (total / (len(x) * x.shape[1] * n_probes)).sqrt().numpy()
-
-# %% ../nbs/07_interpret.ipynb #578eb52d
-N_VERTICES = 10242  # vertices per hemisphere of fsaverage5
-
-def _fsaverage5():
-    "nilearn's bundled fsaverage5 (offline): dict of file paths."
-    from nilearn import datasets
-    return datasets.fetch_surf_fsaverage("fsaverage5")
-
-def voxels_to_vertices(values, # (V,) value per voxel
-                       voxel_vertex, # (V,) fsaverage5 vertex of each voxel (right hemisphere + 10242)
-                       radius:float|None=None, # mm on the 100-mm sphere; None = 2x the median voxel spacing; 0 = the voxel's vertex only
-                      )->np.ndarray:
-    "Paint fsaverage5 (2*10242 vertices) with the value of the nearest voxel within `radius`; NaN elsewhere."
-    from scipy.spatial import cKDTree
-    from nilearn import surface
-    v = np.asarray(values, dtype=np.float64); vx = np.asarray(voxel_vertex)
-    if v.shape != vx.shape: raise InputError(f"voxel_vertex: expected {v.shape} (one vertex per value), found {vx.shape}")
-    if vx.min() < 0 or vx.max() >= 2 * N_VERTICES: raise InputError(f"voxel_vertex: expected indices in [0, {2 * N_VERTICES}), found [{vx.min()}, {vx.max()}]")
-    fs = _fsaverage5(); out = np.full(2 * N_VERTICES, np.nan)
-    for h, hemi in enumerate(("left", "right")):
-        sel = (vx >= h * N_VERTICES) & (vx < (h + 1) * N_VERTICES)
-        if not sel.any(): continue
-        # average voxels that share a vertex
-        uv, inv = np.unique(vx[sel] - h * N_VERTICES, return_inverse=True)
-        val = np.bincount(inv, weights=v[sel]) / np.bincount(inv)
-        xyz = surface.load_surf_mesh(fs[f"sphere_{hemi}"]).coordinates
-        tree = cKDTree(xyz[uv])
-        r = radius
-        if r is None:
-            r = 2 * float(np.median(tree.query(xyz[uv], k=2)[0][:, 1])) if len(uv) > 1 else 0.0
-        d, j = tree.query(xyz)
-        hv = np.where(d <= r + 1e-9, val[j], np.nan)
-        out[h * N_VERTICES:(h + 1) * N_VERTICES] = hv
-    return out
-
-# %% ../nbs/07_interpret.ipynb #4daf9df3
-_VIEWS = {"flat": ("flat", (90, 270)), "inflated": ("infl", "posterior")}
-
-def _per_row(v, n:int, name:str)->list:
-    "A scalar or None broadcast to n rows, or a sequence of n values."
-    if v is None or np.isscalar(v): return [v] * n
-    if len(v) != n: raise InputError(f"{name}: expected a scalar or {n} values (one per row), found {len(v)}")
-    return list(v)
-
-def plot_cortex(maps, # (rows, 2*10242) vertex values (NaN = empty)
-                row_titles:list[str], # one title per row
-                views:tuple=("flat", "inflated"), # meshes: 'flat' and/or 'inflated'
-                cmap="RdBu_r", # colormap, or one per row
-                vmin=None, vmax=None, # colour limits: scalars, or one per row; None = the row's range
-                cbar_label="", # colorbar label, or one per row
-               ):
-    "A grid of surface maps: rows = maps (one colorbar each), columns = (view, hemisphere); returns the figure."
-    import matplotlib.pyplot as plt
-    from nilearn import plotting
-    maps = np.atleast_2d(np.asarray(maps, dtype=np.float64))
-    if maps.shape[1] != 2 * N_VERTICES: raise InputError(f"maps: expected (rows, {2 * N_VERTICES}), found {maps.shape}")
-    n = len(maps)
-    if len(row_titles) != n: raise InputError(f"row_titles: expected {n} titles, found {len(row_titles)}")
-    for v in views:
-        if v not in _VIEWS: raise InputError(f"views: expected entries from {list(_VIEWS)}, found {v!r}")
-    cmaps = [cmap] * n if isinstance(cmap, str) or not isinstance(cmap, (list, tuple)) else _per_row(cmap, n, "cmap")
-    vmins, vmaxs, labels = _per_row(vmin, n, "vmin"), _per_row(vmax, n, "vmax"), _per_row(cbar_label, n, "cbar_label") if not isinstance(cbar_label, str) else [cbar_label] * n
-    fs = _fsaverage5()
-    cols = [(v, h) for v in views for h in ("left", "right")]
-    fig, axes = plt.subplots(n, len(cols), subplot_kw={"projection": "3d"}, figsize=(2.3 * len(cols) + 1, 2.0 * n), squeeze=False)
-    for r, mp in enumerate(maps):
-        fin = mp[np.isfinite(mp)]
-        lo = vmins[r] if vmins[r] is not None else (float(fin.min()) if fin.size else 0.0)
-        hi = vmaxs[r] if vmaxs[r] is not None else (float(fin.max()) if fin.size else 1.0)
-        if hi <= lo: hi = lo + 1e-6
-        for c, (view, hemi) in enumerate(cols):
-            mesh, cam = _VIEWS[view]
-            data = mp[:N_VERTICES] if hemi == "left" else mp[N_VERTICES:]
-            plotting.plot_surf(fs[f"{mesh}_{hemi}"], data, hemi=hemi, view=cam, bg_map=fs[f"sulc_{hemi}"],
-                               axes=axes[r, c], figure=fig, cmap=cmaps[r], vmin=lo, vmax=hi, colorbar=False)
-            axes[r, c].set_box_aspect(None, zoom=1.35)
-            if r == 0: axes[r, c].set_title(f"{view} {hemi}", fontsize=8)
-        axes[r, 0].text2D(-0.05, 0.5, row_titles[r], transform=axes[r, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
-        sm = plt.cm.ScalarMappable(cmap=cmaps[r], norm=plt.Normalize(lo, hi))
-        cb = fig.colorbar(sm, ax=axes[r].tolist(), shrink=0.8, fraction=0.03, pad=0.01); cb.set_label(labels[r], fontsize=7)
-        cb.ax.tick_params(labelsize=7)
-    return fig
-
-# %% ../nbs/07_interpret.ipynb #bd5884b5
-AREA_COLORS = ("tab:green", "tab:blue", "tab:orange")  # non-visual, early visual, higher visual
-
-def plot_area_bars(results:dict, # {stage name: rows of `summarise_areas`} (rows may carry `sem_<area>`)
-                  ):
-    "Bars of each area's attention share over its voxel share (1 = chance), layer by layer, one panel per stage."
-    import matplotlib.pyplot as plt
-    stages = list(results)
-    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages) + 1.4, 2.6), squeeze=False, sharey=True)
-    for ax, st in zip(axes[0], stages):
-        rows = results[st]; n = len(rows); width = 0.8 / len(AREAS)
-        for i, a in enumerate(AREAS):
-            xs = np.arange(n) + (i - 1) * width
-            ch = max(rows[0][f"chance_{a}"], 1e-12)
-            e = np.array([r[f"mass_{a}"] for r in rows]) / ch
-            err = np.array([r.get(f"sem_{a}", 0.0) for r in rows]) / ch
-            ax.bar(xs, e - 1, width, bottom=1, yerr=err, color=AREA_COLORS[i], label=a, error_kw=dict(lw=0.8))
-        ax.axhline(1, color="k", lw=0.8, ls="--")
-        ax.set_xticks(np.arange(n), [f"L{r['layer'] + 1}" for r in rows]); ax.set_title(st, fontsize=9)
-        ax.set_xlabel("layer"); ax.set_xlim(-0.5, n - 0.5)
-    axes[0, 0].set_ylabel("attention share / voxel share\n(1 = chance)")
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/07_interpret.ipynb #edc74a01
 STAGES = ("untrained", "mae", "contrastive", "cotrained")

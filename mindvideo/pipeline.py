@@ -30,7 +30,7 @@ from .paths import stage_dir
 from diffusers.models.attention_processor import AttnProcessor2_0, SlicedAttnProcessor
 from .contrastive import load_contrastive_encoder
 from .data import load_dataset
-from .eval import frames_to_tensor, ssim_frames, to_uint8
+from .metrics import frames_to_tensor, ssim_frames, to_uint8
 from .foundation import encode_images, encode_video_latents, load_foundation
 from .inflate import (CoTrainer, SparseCausalAttnProcessor, _quiet_diffusers, inflate_unet, load_video_unet, predict_noise, set_trainable,
                                set_video_attention)

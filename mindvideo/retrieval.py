@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .core import InputError, check_array
-from .eval import n_way_top_k
+from .metrics import n_way_top_k
 
 # %% auto #0
 __all__ = ['retrieval_topk', 'category_top1', 'unique_targets', 'identification_nway']

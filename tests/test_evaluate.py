@@ -6,7 +6,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from mindvideo.core import InputError
-from mindvideo.eval import Classifier
+from mindvideo.classifiers import Classifier
 from mindvideo.evaluate import evaluate_folder, read_clips, read_frames, write_release_gif
 from mindvideo.reproduce import main
 

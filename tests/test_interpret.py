@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from mindvideo.core import InputError
-from mindvideo.interpret import (AREAS, N_VERTICES, area_chance, area_mass, attention_received, collect_attention,
+from mindvideo.cortexplot import N_VERTICES, voxels_to_vertices
+from mindvideo.interpret import (AREAS, area_chance, area_mass, attention_received, collect_attention,
                                  fold_padded, layer_trend, padded_source_index, patch_to_voxel, permutation_null,
-                                 summarise_areas, voxel_attribution, voxel_to_patch, voxels_to_vertices)
+                                 summarise_areas, voxel_attribution, voxel_to_patch)
 
 
 def _wrap_pad(x, patch_size):
