@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .core import InputError
-from .data import AREAS
+from .bold import AREAS
 
 # %% auto #0
 __all__ = ['N_VERTICES', 'AREA_COLORS', 'voxels_to_vertices', 'plot_cortex', 'plot_area_bars']

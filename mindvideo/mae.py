@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 import torch
-import torch.nn.functional as F
 from torch import nn
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
@@ -22,115 +21,22 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from .blocks import (BlockTemp, PatchEmbed1D, _init_vit, patchify, random_masking, resize_pos_embed, sincos_pos_embed_1d,
+                              unpatchify)
+from .bold import (_GRID, _convolve_hrf, _noise, _prf_weights, _sample_voxels, _smoother, detrend_zscore, frame_features,
+                            fsaverage5_cortex, hrf_kernel, voxel_drive)
+from .clips import category_names, render_scene, sample_scene
 from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 from .paths import hcp_dir, stage_dir
-from .data import (_GRID, _convolve_hrf, _noise, _prf_weights, _sample_voxels, _smoother, category_names, detrend_zscore,
-                            frame_features, fsaverage5_cortex, hrf_kernel, render_scene, sample_scene, voxel_drive, world_seed)
+from .data import world_seed
 from .layouts import load_hcp_npz, normalize, pad_to_patch_size
 from .train import fit
 
 # %% auto #0
-__all__ = ['sincos_pos_embed_1d', 'patchify', 'unpatchify', 'Attention', 'Mlp', 'BlockTemp', 'random_masking', 'MAEOutput',
-           'masked_mse', 'resize_pos_embed', 'PatchEmbed1D', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder',
-           'make_pretrain_fmri', 'load_pretrain_fmri', 'SubjectBatchSampler', 'subject_loader', 'mae_loss',
-           'split_subjects', 'build_mae', 'train_mae', 'load_pretrained_mae', 'pretrain_mae', 'load_mae', 'mae_history',
-           'make_encoder', 'fill_mean', 'fill_interp', 'masked_scores', 'evaluate_reconstruction']
-
-# %% ../nbs/02_mae.ipynb #7693bf3e
-def sincos_pos_embed_1d(embed_dim:int, # channels D (even)
-                        length:int, # number of positions L
-                        cls_token:bool=False, # prepend an all-zero row for a cls token
-                       )->np.ndarray:
-    "Fixed 1-D sin-cos positional embedding (L, D) (or (1+L, D) with `cls_token`), as in MAE/MinD-Vis."
-    if embed_dim % 2: raise ConfigError(f"embed_dim: expected an even number, got {embed_dim}")
-    omega = 1.0 / 10000 ** (np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0))
-    out = np.arange(length, dtype=np.float64)[:, None] * omega[None]
-    emb = np.concatenate([np.sin(out), np.cos(out)], axis=1)
-    if cls_token: emb = np.concatenate([np.zeros((1, embed_dim)), emb], axis=0)
-    return emb.astype(np.float32)
-
-def patchify(fmri:torch.Tensor, # (B, V) voxel vectors, V a multiple of `patch_size`
-             patch_size:int=16)->torch.Tensor:
-    "Cut voxel vectors into patches: (B, V) -> (B, L, patch_size)."
-    B, V = fmri.shape
-    if V % patch_size: raise InputError(f"fmri: expected a voxel count that is a multiple of patch_size={patch_size}, found {V}")
-    return fmri.reshape(B, V // patch_size, patch_size)
-
-def unpatchify(patches:torch.Tensor)->torch.Tensor:
-    "Inverse of `patchify`: (B, L, p) -> (B, L*p)."
-    return patches.reshape(patches.shape[0], -1)
-
-# %% ../nbs/02_mae.ipynb #8fbc5d23
-class Attention(nn.Module):
-    "Multi-head self-attention (timm names `qkv`, `proj`); optionally returns the attention probabilities."
-    def __init__(self, dim:int, num_heads:int, qkv_bias:bool=True):
-        super().__init__()
-        if dim % num_heads: raise ConfigError(f"embed_dim: expected a multiple of num_heads={num_heads}, got {dim}")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x:torch.Tensor, # (N, T, C) tokens
-                return_attn:bool=False, # also return (N, heads, T, T) probabilities
-               ):
-        N, T, C = x.shape
-        q, k, v = self.qkv(x).reshape(N, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        if return_attn:
-            attn = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1)
-            out = attn @ v
-        else:
-            attn, out = None, F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(N, T, C)), attn
-
-
-class Mlp(nn.Module):
-    "Two-layer GELU MLP (timm names `fc1`, `fc2`)."
-    def __init__(self, dim:int, hidden:int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-    def forward(self, x): return self.fc2(self.act(self.fc1(x)))
-
-# %% ../nbs/02_mae.ipynb #7c427bfc
-class BlockTemp(nn.Module):
-    "Pre-LN ViT block; with `temporal`, divided space-time attention across a window of frames (spec §2.2)."
-    def __init__(self, dim:int, num_heads:int, mlp_ratio:float=1.0, temporal:bool=False):
-        super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, num_heads)
-        self.temporal = temporal
-        if temporal:
-            self.norm_temp, self.attn_temp = nn.LayerNorm(dim), Attention(dim, num_heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim), Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x:torch.Tensor, # (B*w, L, C) tokens, frames folded into the batch (frame-major within a sample)
-                window_size:int=1, # frames per sample w
-                return_attn:bool=False, # also return (spatial (B*w,h,L,L), temporal (B*L,h,w,w) or None)
-               ):
-        a, sp = self.attn(self.norm1(x), return_attn)
-        x = x + a
-        tp = None
-        if self.temporal:
-            L = x.shape[1]
-            xt = rearrange(x, "(b w) l c -> (b l) w c", w=window_size)  # each token position attends over the window
-            a, tp = self.attn_temp(self.norm_temp(xt), return_attn)
-            x = rearrange(xt + a, "(b l) w c -> (b w) l c", l=L)
-        x = x + self.mlp(self.norm2(x))
-        return x, (sp, tp)
-
-# %% ../nbs/02_mae.ipynb #1cbee2f7
-def random_masking(x:torch.Tensor, # (B, L, C) patch tokens
-                   mask_ratio:float, # fraction of patches to hide, in [0, 1)
-                   noise:torch.Tensor|None=None, # (B, L) scores; the lowest are kept. None = uniform random
-                  ):
-    "Per-sample random masking: returns (kept tokens (B, K, C), mask (B, L) with 1 = hidden, ids_restore (B, L))."
-    B, L, C = x.shape
-    if not 0 <= mask_ratio < 1: raise ConfigError(f"mask_ratio: expected a value in [0, 1), got {mask_ratio}")
-    keep = max(1, int(L * (1 - mask_ratio)))
-    if noise is None: noise = torch.rand(B, L, device=x.device)
-    ids_shuffle = torch.argsort(noise, dim=1); ids_restore = torch.argsort(ids_shuffle, dim=1)
-    kept = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, C))
-    mask = torch.ones(B, L, device=x.device); mask[:, :keep] = 0
-    return kept, torch.gather(mask, 1, ids_restore), ids_restore
+__all__ = ['MAEOutput', 'masked_mse', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder', 'make_pretrain_fmri', 'load_pretrain_fmri',
+           'SubjectBatchSampler', 'subject_loader', 'mae_loss', 'split_subjects', 'build_mae', 'train_mae',
+           'load_pretrained_mae', 'pretrain_mae', 'load_mae', 'mae_history', 'make_encoder']
 
 # %% ../nbs/02_mae.ipynb #d24a0357
 @dataclass
@@ -148,40 +54,6 @@ def masked_mse(pred:torch.Tensor, # (B, L, p) predicted patches
     "MSE per patch, averaged over hidden patches only (SC-MBM's loss)."
     per_patch = ((pred - target) ** 2).mean(dim=-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
-
-# %% ../nbs/02_mae.ipynb #227dc050
-def resize_pos_embed(pos_embed:torch.Tensor, # (1, 1+L_old, D) table with a cls slot first
-                     num_patches:int, # L_new
-                    )->torch.Tensor:
-    "Resize a positional table to `num_patches` positions with nearest `F.interpolate`, keeping the cls slot (release behaviour)."
-    cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
-    if grid.shape[1] == num_patches: return pos_embed.clone()
-    grid = F.interpolate(grid.transpose(1, 2), size=num_patches, mode="nearest").transpose(1, 2)
-    return torch.cat([cls, grid], dim=1)
-
-# %% ../nbs/02_mae.ipynb #83de2cbf
-class PatchEmbed1D(nn.Module):
-    "Voxel patches to tokens: Conv1d(1 -> D, kernel = stride = patch_size) (release name `patch_embed.proj`)."
-    def __init__(self, patch_size:int, embed_dim:int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv1d(1, embed_dim, kernel_size=patch_size, stride=patch_size)
-    def forward(self, x:torch.Tensor)->torch.Tensor: # (N, V) -> (N, L, D)
-        if x.shape[-1] % self.patch_size:
-            raise InputError(f"fmri: expected a voxel count that is a multiple of patch_size={self.patch_size}, found {x.shape[-1]}")
-        return self.proj(x[:, None, :]).transpose(1, 2)
-
-
-def _init_vit(module:nn.Module):
-    "MAE/MinD-Vis init: xavier-uniform Linear (and flattened patch conv), zero biases, unit LayerNorm."
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None: nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
-        elif isinstance(m, PatchEmbed1D):
-            w = m.proj.weight.data; nn.init.xavier_uniform_(w.view(w.shape[0], -1)); nn.init.zeros_(m.proj.bias)
 
 # %% ../nbs/02_mae.ipynb #2f890af7
 class MAEforFMRI(ModelMixin, ConfigMixin):
@@ -577,63 +449,3 @@ def make_encoder(cfg:Preset|str, # preset: mae.* sets the backbone, encoder.* th
     seed_everything(seed)
     return FMRIEncoder(num_voxels=num_voxels, patch_size=cfg.data.patch_size, embed_dim=m.embed_dim, depth=m.depth,
                        num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **kw)
-
-# %% ../nbs/02_mae.ipynb #d371bb9d
-def fill_mean(fmri:np.ndarray, # (N, V) frames of one subject
-              mask:np.ndarray, # (N, V) 1 = hidden voxel
-             )->np.ndarray:
-    "Baseline: hidden voxels take the voxel's mean over the subject's frames."
-    return np.where(mask.astype(bool), fmri.mean(0, keepdims=True), fmri)
-
-
-def fill_interp(fmri:np.ndarray, mask:np.ndarray)->np.ndarray:
-    "Baseline: hidden voxels are linearly interpolated along the voxel axis from the visible ones."
-    out = fmri.copy(); idx = np.arange(fmri.shape[1])
-    for i in range(len(fmri)):
-        vis = ~mask[i].astype(bool)
-        out[i, ~vis] = np.interp(idx[~vis], idx[vis], fmri[i, vis])
-    return out
-
-
-def masked_scores(pred:np.ndarray, true:np.ndarray, mask:np.ndarray, per_frame:bool=False)->dict:
-    "Mean per-frame Pearson r and MSE over the hidden voxels (with `per_frame`, also the per-frame arrays)."
-    rs, mses = [], []
-    for p, t, m in zip(pred, true, mask.astype(bool)):
-        p, t = p[m], t[m]; mses.append(float(((p - t) ** 2).mean()))
-        pc, tc = p - p.mean(), t - t.mean(); den = np.sqrt((pc ** 2).sum() * (tc ** 2).sum())
-        rs.append(float((pc * tc).sum() / den) if den > 0 else np.nan)
-    out = dict(r=float(np.nanmean(rs)), mse=float(np.mean(mses)))
-    return out | (dict(r_frames=np.array(rs), mse_frames=np.array(mses)) if per_frame else {})
-
-# %% ../nbs/02_mae.ipynb #e55c2182
-@torch.no_grad()
-def evaluate_reconstruction(mae:MAEforFMRI, # trained masked autoencoder
-                            arrays:list, # (N_i, V_i) held-out subjects
-                            mask_ratio:float|None=None, # None = the model's
-                            seed:int=0, # seed of the masks
-                            batch_size:int=64,
-                           )->dict:
-    "Masked-patch reconstruction by the MAE and both baselines: {'mae'|'mean'|'interp': {r, mse}, 'paired': MAE minus each baseline, per frame, with standard errors}."
-    mae.eval(); dev = next(mae.parameters()).device; g = torch.Generator().manual_seed(seed)
-    preds = {k: [] for k in ("mae", "mean", "interp")}; trues, masks = [], []
-    for a in arrays:
-        a = np.asarray(a, dtype=np.float32); L = a.shape[1] // mae.config.patch_size
-        rec, vm = [], []
-        for i in range(0, len(a), batch_size):
-            x = torch.from_numpy(a[i:i + batch_size]).to(dev)
-            r, m = mae.reconstruct(x, noise=torch.rand(len(x), L, generator=g).to(dev), mask_ratio=mask_ratio)
-            rec.append(r.cpu().numpy()); vm.append(m.cpu().numpy())
-        rec, vm = np.concatenate(rec), np.concatenate(vm)
-        preds["mae"].append(masked_scores(rec, a, vm, True)); preds["mean"].append(masked_scores(fill_mean(a, vm), a, vm, True))
-        preds["interp"].append(masked_scores(fill_interp(a, vm), a, vm, True))
-    # means over all held-out frames, and paired per-frame differences (the SE treats frames as independent;
-    # consecutive TRs are correlated, so read it as a lower bound)
-    fr = {k: {s: np.concatenate([d[f"{s}_frames"] for d in v]) for s in ("r", "mse")} for k, v in preds.items()}
-    out = {k: dict(r=float(np.nanmean(v["r"])), mse=float(np.mean(v["mse"]))) for k, v in fr.items()}
-    out["paired"] = {}
-    for b in ("mean", "interp"):
-        dr, dm = fr["mae"]["r"] - fr[b]["r"], fr["mae"]["mse"] - fr[b]["mse"]; dr = dr[np.isfinite(dr)]
-        out["paired"][f"mae_minus_{b}"] = dict(r=float(dr.mean()), r_se=float(dr.std(ddof=1) / np.sqrt(max(len(dr), 1))),
-                                                mse=float(dm.mean()), mse_se=float(dm.std(ddof=1) / np.sqrt(max(len(dm), 1))),
-                                                frames=int(len(dm)))
-    return out

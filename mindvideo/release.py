@@ -16,9 +16,10 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler
 from safetensors.torch import load_file
 from torch import nn
 
+from .blocks import resize_pos_embed
 from .core import ConfigError, InputError, atomic_path, write_json
 from .inflate import MindVideoUNet3DConditionModel
-from .mae import FMRIEncoder, resize_pos_embed
+from .mae import FMRIEncoder
 
 # %% auto #0
 __all__ = ['UNUSED_ENCODER_KEYS', 'RELEASE_VAE_SCALE', 'RELEASE_PARTS', 'load_weights', 'check_state_dict', 'load_release_unet',

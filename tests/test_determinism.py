@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mindvideo.data import category_names, sample_scene
+from mindvideo.clips import category_names, sample_scene
 from mindvideo.reproduce import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]

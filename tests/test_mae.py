@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+import mindvideo.heldout as mh
 import mindvideo.mae as mm
+from mindvideo.blocks import patchify, random_masking, resize_pos_embed, sincos_pos_embed_1d
 from mindvideo.core import InputError, load_preset
-from mindvideo.mae import (FMRIEncoder, MAEforFMRI, SubjectBatchSampler, masked_mse, patchify, random_masking,
-                           resize_pos_embed, sincos_pos_embed_1d, subject_loader, train_mae)
+from mindvideo.mae import FMRIEncoder, MAEforFMRI, SubjectBatchSampler, masked_mse, subject_loader, train_mae
 
 TINY = dict(patch_size=16, embed_dim=16, depth=2, num_heads=2, mlp_ratio=1.0, decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
 
@@ -236,10 +237,10 @@ def test_pretrain_mae_cached_and_make_encoder(tmp_path, monkeypatch):
 def test_baselines_and_scores():
     a = np.cumsum(np.random.default_rng(0).standard_normal((4, 64)), axis=1).astype(np.float32)
     m = np.zeros_like(a); m[:, 16:48] = 1
-    assert np.array_equal(mm.fill_mean(a, m)[:, :16], a[:, :16])
-    fi = mm.fill_interp(a, m)
+    assert np.array_equal(mh.fill_mean(a, m)[:, :16], a[:, :16])
+    fi = mh.fill_interp(a, m)
     assert np.allclose(fi[:, 31], a[:, 15] + (a[:, 48] - a[:, 15]) * 16 / 33, atol=1e-4)
-    s = mm.masked_scores(a, a, m)
+    s = mh.masked_scores(a, a, m)
     assert s["r"] == pytest.approx(1.0) and s["mse"] == 0
 
 

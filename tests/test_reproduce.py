@@ -43,7 +43,7 @@ def test_runs_records_and_skips(project):
 
 
 def test_stops_at_first_failure_naming_cell(project):
-    _nb(project / "nbs" / "01_a.ipynb", "raise ValueError('boom')\nfrom mindvideo.core import save_metrics\nsave_metrics({}, 'v', nb='01_a', preset=preset, seed=seed, out_dir=out_dir)")
+    _nb(project / "nbs" / "01_a.ipynb", "raise ValueError('boom')\nfrom mindvideo.provenance import save_metrics\nsave_metrics({}, 'v', nb='01_a', preset=preset, seed=seed, out_dir=out_dir)")
     with pytest.raises(NotebookFailed, match=r"01_a.ipynb failed in cell 2 .*ValueError: boom"):
         reproduce("smoke", project=project)
     run = json.loads((project / "runs" / "smoke" / "run.json").read_text())
