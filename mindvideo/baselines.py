@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .core import ABLATIONS, InputError, Preset, atomic_path, check_array, load_preset
 from .data import load_world, wen_dataset
 from .eval import _table_main, to_uint8  # 06_eval: a preset's 06_table_main.json; frames as uint8
-from .pipeline import item_noise
+from .reconstruct import item_noise
 from .train import predict_batches
 
 # %% auto #0

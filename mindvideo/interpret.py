@@ -17,7 +17,7 @@ from .contrastive import load_contrastive_encoder
 from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, stage_dir, write_json
 from .data import load_dataset, load_world
 from .mae import make_encoder
-from .pipeline import load_cotrained
+from .cotrain import load_cotrained
 
 # %% auto #0
 __all__ = ['AREAS', 'N_VERTICES', 'AREA_COLORS', 'STAGES', 'padded_source_index', 'fold_padded', 'patch_to_voxel',
