@@ -34,7 +34,8 @@ from mindvideo.core import get_device, load_preset
 from mindvideo.foundation import make_scheduler as sd_noise_schedule, make_vae
 from mindvideo.inflate import unet_from_2d
 from mindvideo.mae import FMRIEncoder
-from mindvideo.pipeline import MindVideoPipeline, make_scheduler
+from mindvideo.pipeline import MindVideoPipeline
+from mindvideo.reconstruct import make_scheduler
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,7 +19,7 @@ from .core import ABLATIONS, InputError, Preset, atomic_path, check_array, load_
 from .data import load_world, wen_dataset
 from .eval import _table_main  # 06_eval: a preset's 06_table_main.json
 from .metrics import to_uint8  # 06e_metrics: frames as uint8
-from .pipeline import item_noise
+from .reconstruct import item_noise
 from .train import predict_batches
 
 # %% auto #0

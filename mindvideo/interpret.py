@@ -18,7 +18,7 @@ from .core import ConfigError, InputError, Preset, atomic_path, load_preset, see
 from .paths import stage_dir
 from .data import load_dataset, load_world
 from .mae import make_encoder
-from .pipeline import load_cotrained
+from .cotrain import load_cotrained
 
 # %% auto #0
 __all__ = ['AREAS', 'STAGES', 'padded_source_index', 'fold_padded', 'patch_to_voxel', 'voxel_to_patch', 'attention_received',
@@ -111,7 +111,7 @@ def collect_attention(encoder:torch.nn.Module, # FMRIEncoder: forward(fmri, outp
     return dict(received=received, temporal=None if temporal is None else (temporal / len(x)).numpy())
 
 # %% ../nbs/07_interpret.ipynb #c0835338
-AREAS = ("non-visual", "early visual", "higher visual")  # area names, indexed by World.voxel_area (as in mindvideo.data)
+AREAS = ("non-visual", "early visual", "higher visual")  # area names, indexed by World.voxel_area (as in mindvideo.bold)
 
 def area_mass(voxel_weights, # (..., V) non-negative weight per voxel
               voxel_area, # (V,) area index per voxel (0 non-visual, 1 early visual, 2 higher visual)

@@ -298,7 +298,7 @@ STAGES:dict = {  # stage name: "module:function(cfg, seed)"
     "mae": "mindvideo.mae:pretrain_mae",
     "foundation": "mindvideo.foundation:load_foundation",
     "contrastive": "mindvideo.contrastive:train_contrastive",
-    "cotrain": "mindvideo.pipeline:cotrain",
+    "cotrain": "mindvideo.cotrain:cotrain",
 }
 
 def run_stage(stage:str, preset:str="quick", seed:int=0, overrides:dict|None=None):

@@ -13,7 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import InputError, atomic_path, check_array, get_device, load_npy, load_preset, write_json
-from .pipeline import MindVideoPipeline, load_pipeline, save_gif, save_mp4
+from .pipeline import MindVideoPipeline
+from .reconstruct import load_pipeline
+from .video import save_gif, save_mp4
 
 # %% auto #0
 __all__ = ['load_pipeline_folder', 'read_windows', 'negative_windows', 'sample_to_folder', 'sample_command']

@@ -80,7 +80,7 @@ def test_generate_from_embeds_pairs_noise_like_reconstruct():
     assert out.shape == (5, 6, 8, 8, 3) and out.dtype == np.uint8 and (out == 128).all()
     g = torch.Generator().manual_seed(cfg.guidance.seed)
     want = torch.cat([torch.randn((1, 4, 6, 4, 4), generator=g) for _ in range(5)])
-    assert torch.equal(torch.cat([s[1] for s in seen]), want)  # the same noise per clip as mindvideo.pipeline.reconstruct
+    assert torch.equal(torch.cat([s[1] for s in seen]), want)  # the same noise per clip as mindvideo.reconstruct.reconstruct
     assert [s[0][0] for s in seen] == [2, 2, 1] and all(s[2] == cfg.guidance.mode and s[3] for s in seen)
     seen.clear(); generate_from_embeds(FakePipe(), np.zeros((2, 4, 32), np.float32), torch.zeros(2, 16), cfg, 6, 8, index=[4, 1])
     assert torch.equal(torch.cat([s[1] for s in seen]), want[[4, 1]])  # paired with reconstruct's clips of the same items

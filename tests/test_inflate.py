@@ -8,9 +8,10 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from mindvideo.core import ConfigError, InputError, load_preset
-from mindvideo.inflate import (CoTrainer, SparseCausalAttnProcessor, frame_index, inflate_unet, load_video_unet, predict_noise,
-                               set_trainable, set_video_attention)
-from mindvideo.pipeline import MindVideoPipeline, cotrain_models
+from mindvideo.attention import SparseCausalAttnProcessor, frame_index, set_video_attention
+from mindvideo.inflate import CoTrainer, inflate_unet, load_video_unet, predict_noise, set_trainable
+from mindvideo.cotrain import cotrain_models
+from mindvideo.pipeline import MindVideoPipeline
 from mindvideo.testing import ToyEncoder, tiny_unet2d, tiny_vae
 
 

@@ -85,7 +85,8 @@ def test_helpers_never_import_the_pipeline():
                    "inflate", "release"):
         assert "pipeline" not in _upstream(helper, graph), f"mindvideo.{helper} reaches mindvideo.pipeline"
     assert graph["core"] == set(), "core is the bottom layer"
-    assert {"inflate", "metrics", "contrastive"} <= _upstream("pipeline", graph)  # co-training snapshots sample with the pipeline
+    assert {"pipeline", "inflate", "metrics", "contrastive"} <= _upstream("cotrain", graph)  # co-training snapshots sample with the pipeline
+    assert "cotrain" not in _upstream("pipeline", graph), "the sampler is below the stage that trains its model"
 
 
 def test_cache_key_reads_the_same_graph():

@@ -1,4 +1,4 @@
-"Tests of mindvideo.pipeline: guidance arithmetic, input checks, shapes, seeding, save/load, export, reconstruct."
+"Tests of mindvideo.pipeline (guidance arithmetic, input checks, shapes, seeding, save/load), mindvideo.video (export, viewer) and mindvideo.reconstruct."
 import json
 import sys
 
@@ -9,7 +9,11 @@ import torch
 import mindvideo.pipeline as mp
 from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo.mae import FMRIEncoder
-from mindvideo.pipeline import MindVideoPipeline, guided_noise, reconstruct, save_gif, save_mp4, side_by_side
+from mindvideo.pipeline import MindVideoPipeline, guided_noise
+import mindvideo.reconstruct as mr
+from mindvideo.reconstruct import reconstruct
+import mindvideo.video as mv
+from mindvideo.video import save_gif, save_mp4, side_by_side
 from mindvideo.testing import tiny_pipeline
 
 W, V = 2, 32  # fMRI window and voxels of the tiny encoder
@@ -154,7 +158,7 @@ def test_batched_float32_matches_one_clip_at_a_time(fmri):
 
 def test_enable_fast_sampling_half_precision_and_compile(fmri, monkeypatch):
     from diffusers.models.attention_processor import AttnProcessor2_0
-    from mindvideo.inflate import SparseCausalAttnProcessor
+    from mindvideo.attention import SparseCausalAttnProcessor
     p = _tiny_pipe()
     assert all(isinstance(v, (SparseCausalAttnProcessor, AttnProcessor2_0)) for v in p.unet.attn_processors.values())  # SDPA
     kw = dict(negative_fmri=fmri.mean(0), num_inference_steps=2, generator=_gen(1))
@@ -173,7 +177,7 @@ def test_enable_fast_sampling_half_precision_and_compile(fmri, monkeypatch):
 
 
 def test_sparse_causal_processors_follow_frame_count(pipe, fmri):
-    from mindvideo.inflate import SparseCausalAttnProcessor
+    from mindvideo.attention import SparseCausalAttnProcessor
     pipe(fmri, guidance="none", num_frames=24, num_inference_steps=1)
     procs = [p for p in pipe.unet.attn_processors.values() if isinstance(p, SparseCausalAttnProcessor)]
     assert procs and all(p.num_frames == 24 and p.pattern == "sparse_causal" for p in procs)
@@ -181,7 +185,7 @@ def test_sparse_causal_processors_follow_frame_count(pipe, fmri):
 
 # -- save / load -----------------------------------------------------------------------------------------------------
 def test_save_load_round_trip(pipe, fmri, tmp_path):
-    from mindvideo.inflate import SparseCausalAttnProcessor
+    from mindvideo.attention import SparseCausalAttnProcessor
     pipe.save_pretrained(tmp_path/"p")
     idx = json.loads((tmp_path/"p"/"model_index.json").read_text())
     assert idx["fmri_encoder"] == ["mindvideo.mae", "FMRIEncoder"] and idx["vae_scale"] == 0.5
@@ -252,15 +256,15 @@ def test_reconstruct_cached_and_batch_independent(pipe, tmp_path, monkeypatch):
 
 
 def test_item_noise_is_per_item():
-    a = mp.item_noise((1, 2, 3, 4, 4), [0, 1, 2, 3], seed=7); b = mp.item_noise((1, 2, 3, 4, 4), [3, 1], seed=7)
+    a = mr.item_noise((1, 2, 3, 4, 4), [0, 1, 2, 3], seed=7); b = mr.item_noise((1, 2, 3, 4, 4), [3, 1], seed=7)
     assert b.shape == (2, 2, 3, 4, 4) and torch.equal(b, a[[3, 1]])
-    assert mp.item_noise((1, 2, 3, 4, 4), [], seed=7).shape == (0, 2, 3, 4, 4)
+    assert mr.item_noise((1, 2, 3, 4, 4), [], seed=7).shape == (0, 2, 3, 4, 4)
 
 
 def test_video_viewer_builds(pipe):
     ipw = pytest.importorskip("ipywidgets")
     ds = _DS(3)
-    w = mp.video_viewer(pipe, ds, num_inference_steps=1)
+    w = mv.video_viewer(pipe, ds, num_inference_steps=1)
     assert isinstance(w, ipw.VBox)
     imgs = [c for c in w.children[2].children for c in c.children if isinstance(c, ipw.Image)]
     assert len(imgs) == 2 and all(len(i.value) > 0 for i in imgs)
@@ -268,26 +272,26 @@ def test_video_viewer_builds(pipe):
 
 # -- scheduler, scoring, figures --------------------------------------------------------------------------------------
 def test_make_scheduler_release_settings():
-    s = mp.make_scheduler({"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "clip_sample": True, "steps_offset": 0})
+    s = mr.make_scheduler({"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "clip_sample": True, "steps_offset": 0})
     assert type(s).__name__ == "DDIMScheduler" and s.config.steps_offset == 1 and s.config.clip_sample is False
-    assert type(mp.make_scheduler({}, "dpm")).__name__ == "DPMSolverMultistepScheduler"
-    with pytest.raises(ValueError, match="guidance.scheduler: expected one of"): mp.make_scheduler({}, "euler")
+    assert type(mr.make_scheduler({}, "dpm")).__name__ == "DPMSolverMultistepScheduler"
+    with pytest.raises(ValueError, match="guidance.scheduler: expected one of"): mr.make_scheduler({}, "euler")
 
 
 def test_score_clips_and_grid():
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     gt = np.random.default_rng(0).integers(0, 256, (3, 6, 16, 16, 3), dtype=np.uint8)
-    sc = mp.score_clips(gt, gt)
+    sc = mr.score_clips(gt, gt)
     np.testing.assert_allclose(sc["ssim"], 1.0)
-    assert mp.score_clips(255 - gt, gt)["ssim"].max() < 0.5
-    with pytest.raises(InputError, match="pred, gt: expected equal shapes"): mp.score_clips(gt[:2], gt)
-    fig = mp.recon_grid(gt, 255 - gt, ["a", "b", "c"], ncols=2)
+    assert mr.score_clips(255 - gt, gt)["ssim"].max() < 0.5
+    with pytest.raises(InputError, match="pred, gt: expected equal shapes"): mr.score_clips(gt[:2], gt)
+    fig = mr.recon_grid(gt, 255 - gt, ["a", "b", "c"], ncols=2)
     assert len(fig.axes) == 4; plt.close(fig)
 
 
 def test_attention_slicing_keeps_sparse_causal_frames(fmri):
-    from mindvideo.inflate import SparseCausalAttnProcessor
+    from mindvideo.attention import SparseCausalAttnProcessor
     p = _tiny_pipe()
     kw = dict(fmri=fmri, negative_fmri=fmri.mean(0), num_inference_steps=2, output_type="np")
     ref = p(generator=_gen(1), **kw).frames

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mindvideo.data import load_dataset
-from mindvideo.pipeline import load_pipeline
+from mindvideo.reconstruct import load_pipeline
 from mindvideo.reproduce import main
 
 
