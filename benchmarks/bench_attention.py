@@ -132,7 +132,8 @@ def main(argv=None):
         if a.device.startswith("cuda"): torch.cuda.empty_cache()
     print_ratios(results, a.frames)
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=2))
+        args = {k: v for k, v in vars(a).items() if k != "json"}  # the settings, not where this machine wrote the file
+        Path(a.json).write_text(json.dumps({"args": args, "torch": torch.__version__, "results": results}, indent=2))
     return results
 
 

@@ -12,7 +12,10 @@ reads each run's `06_table_main.json` and `06d_table_ablation.json` and writes `
   per seed (mean and standard error over clips), with the mean and spread (min, max) across seeds;
 - `holds`: "ahead" when the margin is above two standard errors for every seed, "behind" when below minus two
   standard errors for every seed, else "not consistent". 06's prose states a comparison as a finding only when it
-  holds.
+  holds;
+- `contrastive_retrieval`, from each run's `03_retrieval.json`: the test retrieval of the contrastive encoder and of
+  the ridge decoders (mean, sd, min and max over seeds), and the encoder's n-way identification margin over
+  ridge (window) with the same `holds` reading. `03a_augment` cites it.
 
 Each seed's chain runs as `mindvideo reproduce` in its own copy with `PYTHONPATH` set to that copy, so its kernels
 import the copy's `mindvideo` (not the editable install's, which may change while the runs go on). `--jobs 2` runs two
@@ -67,6 +70,19 @@ def summarise(per_seed: dict) -> dict:
     return out
 
 
+def summarise_retrieval(per_seed: dict) -> dict:
+    "03's test retrieval across seeds: each method's scores (mean, sd, min, max over seeds) and the contrastive encoder's n-way identification margin over ridge (window), as `summarise` reads it."
+    seeds = sorted(per_seed)
+    scores = {}
+    for m in ("contrastive", "ridge (window)", "ridge (mean)", "MAE only"):
+        for k in per_seed[seeds[0]]["retrieval"].get(m, {}):
+            v = np.array([per_seed[s]["retrieval"][m][k] for s in seeds])
+            scores.setdefault(m, {})[k] = dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                                               min=float(v.min()), max=float(v.max()))
+    margins = {s: {c: {"ridge (window)": m} for c, m in per_seed[s]["identification_margin_contrastive_minus_ridge"].items()} for s in seeds}
+    return dict(retrieval=scores, identification_minus_ridge=summarise(margins))
+
+
 def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) -> Path:
     "Every variant's chain for one seed, in the project copy <work>/seed<seed>; the base preset last (its 06d reads the ablations)."
     proj = work / f"seed{seed}"
@@ -98,11 +114,12 @@ def main(argv=None):
     else:
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
             projs = dict(zip(a.seeds, pool.map(lambda s: run_seed(s, variants, a.work, threads), a.seeds)))
-    baselines, ablations = {}, {}
+    baselines, ablations, retrieval = {}, {}, {}
     for s in a.seeds:
         fig = projs[s] / "figures" / a.preset
         cols = _read(fig / "06_table_main.json")["all_test_clips"]["columns"]
         baselines[s] = {c: v["margin"] for c, v in cols.items()}
+        retrieval[s] = _read(fig / "03_retrieval.json")
         if not a.presets_only:
             abl = _read(fig / "06d_table_ablation.json").get("paired_margins_all_test_clips", {})
             ablations[s] = {}
@@ -111,7 +128,7 @@ def main(argv=None):
     prov = {str(s): json.loads((projs[s] / "figures" / a.preset / "06_table_main.json").read_text())["provenance"] for s in a.seeds}
     res = dict(preset=a.preset, seeds=a.seeds, world_seed="the preset's data.world_seed (fixed)",
                runs={s: dict(commit=p["commit"], torch_threads=p.get("environment", {}).get("torch_threads")) for s, p in prov.items()},
-               mindvideo_minus_baseline=summarise(baselines))
+               mindvideo_minus_baseline=summarise(baselines), contrastive_retrieval=summarise_retrieval(retrieval))
     if ablations: res["ablation_minus_full"] = summarise(ablations)
     out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_seeds.json"
     write_json(res, out)

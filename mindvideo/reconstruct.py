@@ -26,7 +26,7 @@ from .foundation import encode_images, load_foundation
 from .pipeline import GUIDANCE_MODES, MindVideoPipeline
 
 # %% auto #0
-__all__ = ['make_scheduler', 'load_pipeline', 'item_noise', 'reconstruct', 'score_clips', 'recon_grid']
+__all__ = ['make_scheduler', 'load_pipeline', 'item_noise', 'recon_index', 'reconstruct', 'score_clips', 'recon_grid']
 
 # %% ../nbs/05e_reconstruct.ipynb #5dc53e25
 _SCHEDULERS = dict(ddim=DDIMScheduler, pndm=PNDMScheduler, dpm=DPMSolverMultistepScheduler)
@@ -63,8 +63,8 @@ def item_noise(shape:tuple, # latent shape of one clip, (1, C, F, h, w)
     draws = [randn_tensor(shape, generator=gen) for _ in range(int(index.max()) + 1 if len(index) else 0)]
     return torch.cat([draws[int(k)] for k in index]) if len(index) else torch.zeros((0, *shape[1:]))
 
-def _recon_index(n:int, max_samples:int)->np.ndarray:
-    "Evenly spread item indices: all n, or max_samples of them."
+def recon_index(n:int, max_samples:int)->np.ndarray:
+    "Evenly spread item indices: all n, or max_samples of them (the clips a table of max_samples scores, e.g. `06_eval`'s)."
     if max_samples <= 0 or max_samples >= n: return np.arange(n)
     return np.unique(np.linspace(0, n - 1, max_samples).round().astype(int))
 
@@ -104,7 +104,7 @@ def reconstruct(cfg:Preset|str, # preset (or its name)
     if steps < 1: raise InputError(f"num_inference_steps: expected >= 1, got {steps}")
     # 1. which items, and the cache file of these settings
     if dataset is None: dataset = load_dataset(cfg, split, seed=seed)
-    index = _recon_index(len(dataset), cfg.eval.max_test_samples if max_samples is None else int(max_samples))
+    index = recon_index(len(dataset), cfg.eval.max_test_samples if max_samples is None else int(max_samples))
     settings = dict(split=split, guidance=mode, guidance_scale=float(scale), num_inference_steps=steps, scheduler=G.scheduler,
                     eta=float(G.eta), sampling_seed=int(G.seed))
     path = _recon_path(cfg, seed, index=index, **settings)

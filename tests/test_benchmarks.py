@@ -59,3 +59,46 @@ def test_bench_sampling_tiny_cpu(tmp_path):
     assert (fast["dtype"], fast["batch_size"], fast["channels_last"]) == ("float32", 2, True)
     assert all(r["clips_per_s"] > 0 and r["peak_bytes"] > 0 and r["clips"] == 2 for r in res["results"])
     assert max(res["max_abs_diff"].values()) < 1e-5  # float32: two clips per call = one clip per call
+
+
+def test_quick_design_smoke():
+    "quick_design.py's two studies at smoke size: held-out clips only, the preset's own value paired with itself at zero."
+    qd = _load("quick_design")
+    assert qd.heldout(10, 4).tolist() == [1, 2, 4, 5, 7, 8] and qd.heldout(3, 0).tolist() == [0, 1, 2]
+    res = qd.run_study("scale", [1.0], "smoke")
+    assert res["values"] == ["1.0", "12.5"] and res["default"] == "12.5" and res["clips"]["n"] > 0
+    own = res["rows"]["12.5"]
+    assert all(m["mean"] == 0 for m in own["margin"].values())  # the same clips and noise: a zero margin
+    assert any(k.endswith("/label") for k in own["columns"]) and all(0 <= c["mean"] <= 1 for c in own["columns"].values())
+    steps = qd.run_study("steps", [2], "smoke")
+    assert steps["values"] == ["2", "4"] and steps["setting"] == "diffusion.steps"
+    assert steps["rows"]["4"]["columns"] == res["rows"]["12.5"]["columns"]  # the preset's own models, sampled and scored alike
+    from mindvideo.readings import study_table
+    assert "| **12.5** |" in study_table(res) and "| 2 |" in study_table(steps)
+
+
+def test_mae_only_inits_smoke():
+    "mae_only_inits.py at smoke size: its draw of init seed 0 is 03's MAE-only model, weight for weight."
+    import torch
+    from mindvideo.contrastive import ContrastiveModel, clip_arrays, init_head
+    from mindvideo.core import load_preset, seed_everything
+    from mindvideo.foundation import load_foundation
+    from mindvideo.mae import load_mae, make_encoder
+    mo = _load("mae_only_inits")
+    cfg = load_preset("smoke"); V = clip_arrays(cfg, "test")["fmri"].shape[-1]
+    seed_everything(0)  # as 03 builds it
+    ref = ContrastiveModel(make_encoder(cfg, num_voxels=V, seed=0), init_head(cfg, load_foundation(cfg, seed=0).clip))
+    got = mo.mae_only(cfg, load_mae(cfg, 0), load_foundation(cfg, seed=0).clip, V, 0)
+    a, b = ref.state_dict(), got.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    res = mo.run("smoke", inits=2)
+    assert len(res["per_init"]["image_2way"]) == 2 and res["summary"]["image_2way"]["min"] <= res["summary"]["image_2way"]["max"]
+
+
+def test_quick_seeds_retrieval_summary():
+    qs = _load("quick_seeds")
+    run = lambda c, r, m: {"retrieval": {"contrastive": {"image_top5": c}, "ridge (window)": {"image_top5": r}},
+                           "identification_margin_contrastive_minus_ridge": {"image_2way": {"mean": m, "se": 0.01}}}
+    s = qs.summarise_retrieval({0: run(0.30, 0.25, 0.05), 1: run(0.34, 0.25, 0.01)})
+    assert abs(s["retrieval"]["contrastive"]["image_top5"]["mean"] - 0.32) < 1e-12 and s["retrieval"]["ridge (window)"]["image_top5"]["sd"] == 0
+    assert s["identification_minus_ridge"]["image_2way"]["ridge (window)"]["holds"] == "not consistent"  # within 2 SE for seed 1

@@ -1,0 +1,117 @@
+"""Two design choices of a preset, measured on the test clips that `06_eval`'s table does not score.
+
+Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [--preset quick] [--seed 0] [--out FILE]
+        python benchmarks/quick_design.py steps [--values 800 1600 3200] [--preset quick] [--seed 0] [--out FILE]
+
+- `scale`: MinD-Video's reconstructions at each adversarial guidance scale (s = 1 is no guidance), with the preset's
+  trained models, steps and sampling seed. 05's "Which scale for the stand-in generator" cites the result,
+  `benchmarks/results/<preset>_guidance_scale.json`.
+- `steps`: the preset co-trained for each number of steps (`diffusion.steps`; each value is a cache stage of its own,
+  so a value equal to the preset's reuses its models), then sampled at the preset's scale. 04's "How long `quick`
+  co-trains" cites `benchmarks/results/<preset>_cotrain_steps.json`.
+
+The clips are the test clips that `06_eval` leaves out of its table (its table scores `cfg.eval.max_test_samples` of
+them, `mindvideo.reconstruct.recon_index`), so a choice read from this file is not fitted to the table's clips. They
+are scored with 06's classifiers and protocols (`mindvideo.evaluate.evaluate_clips`). For each value the file holds
+every semantic column's mean ± standard error over the clips, the top-1 = true category rate of the label-aware
+classifiers, and the paired margin over the preset's own value, clip by clip (the same initial noise per clip).
+Minutes to an hour on 2 CPU cores: each scale samples every held-out clip once, and each number of steps co-trains.
+`tests/test_benchmarks.py` runs both at toy size.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mindvideo.baselines import paired_margin
+from mindvideo.core import load_preset, seed_everything, write_json
+from mindvideo.data import load_dataset
+from mindvideo.eval import load_classifiers
+from mindvideo.evaluate import evaluate_clips
+from mindvideo.paths import find_project
+from mindvideo.provenance import environment
+from mindvideo.reconstruct import load_pipeline, recon_index, reconstruct
+
+ROOT = find_project(Path(__file__).parent)
+STUDIES = {"scale": ("guidance.scale", "guidance_scale", (1.0, 4.0, 7.5, 10.0, 12.5, 15.0)),
+           "steps": ("diffusion.steps", "cotrain_steps", (800, 1600, 3200))}
+
+
+def heldout(n: int, max_test_samples: int) -> np.ndarray:
+    "The test items that a table of `max_test_samples` evenly spread clips does not score (all of them when it scores all)."
+    table = recon_index(n, max_test_samples)
+    rest = np.setdiff1d(np.arange(n), table)
+    return rest if len(rest) else table
+
+
+def summarise(per_clip: dict, base: dict) -> dict:
+    "{columns: {metric: {mean, se}}, margin: {metric: {mean, se}} over `base`} for the semantic and label metrics."
+    keys = [k for k in per_clip if "-way" in k or k.endswith("/label")]
+    out = dict(columns={}, margin={})
+    for k in keys:
+        v = np.asarray(per_clip[k], float); v = v[~np.isnan(v)]
+        out["columns"][k] = dict(mean=float(v.mean()), se=float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan"))
+        m, se = paired_margin(per_clip[k], base[k])
+        out["margin"][k] = dict(mean=m, se=se)
+    return out
+
+
+def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
+    "Score MinD-Video on the held-out test clips for each value of the study's setting (see the module's docstring)."
+    key, _, _ = STUDIES[study]
+    base_cfg = load_preset(preset)
+    default = base_cfg.guidance.scale if study == "scale" else base_cfg.diffusion.steps
+    values = sorted({float(v) if study == "scale" else int(v) for v in values} | {default})
+    test = load_dataset(base_cfg, "test", seed=seed)
+    idx = heldout(len(test), base_cfg.eval.max_test_samples)
+    classifiers = load_classifiers(base_cfg, seed=seed)
+    e = base_cfg.eval
+    per_value, wall = {}, {}
+    for v in values:
+        t0 = time.perf_counter()
+        cfg = load_preset(preset, {key: v}) if study == "steps" else base_cfg
+        seed_everything(seed)
+        pipe = load_pipeline(cfg, seed=seed, device="cpu")  # co-trains the models of `cfg` when they are not cached
+        kw = dict(guidance="none", guidance_scale=1.0) if study == "scale" and v == 1.0 else \
+            dict(guidance_scale=v) if study == "scale" else {}
+        rec = reconstruct(cfg, "test", seed=seed, max_samples=0, pipe=pipe, dataset=test, **kw)
+        pos = np.searchsorted(rec["index"], idx)
+        clips = dict(gt=rec["gt"][pos], pred=rec["pred"][pos])
+        labels = np.asarray(rec["labels"])[pos]
+        per_value[v] = evaluate_clips(clips, classifiers, labels, n_ways=e.n_ways, n_trials=e.n_trials, top_k=e.top_k,
+                                      seed=seed)["per_clip"]
+        wall[v] = round(time.perf_counter() - t0, 1)
+    rows = {str(v): summarise(per_value[v], per_value[default]) | dict(wall_s=wall[v]) for v in values}
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return dict(study=study, setting=key, preset=preset, seed=seed, default=str(default), values=[str(v) for v in values],
+                clips=dict(n=int(len(idx)), which="the test clips that 06_eval's table does not score", index=idx.tolist()),
+                sampling=dict(mode=base_cfg.guidance.mode, scale=base_cfg.guidance.scale,
+                              num_inference_steps=base_cfg.guidance.num_inference_steps, sampling_seed=base_cfg.guidance.seed),
+                protocol=dict(n_ways=list(e.n_ways), n_trials=e.n_trials, top_k=e.top_k),
+                rows=rows, commit=commit or "unknown", environment=environment())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", choices=sorted(STUDIES))
+    ap.add_argument("--values", nargs="+", type=float, default=None, help="settings to compare (the preset's own is always added)")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    _, name, defaults = STUDIES[a.study]
+    res = run_study(a.study, a.values or defaults, a.preset, a.seed)
+    out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_{name}.json"
+    write_json(res, out)
+    for v, r in res["rows"].items():
+        print(f"{res['setting']}={v:>7s}: " + "  ".join(f"{k} {c['mean']:.3f}" for k, c in r["columns"].items()) + f"  ({r['wall_s']:.0f} s)")
+    print(f"-> {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
