@@ -12,7 +12,6 @@ accuracy and the mean, standard deviation, min and max over draws. 03 cites it. 
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from mindvideo.core import load_preset, seed_everything, write_json
 from mindvideo.foundation import load_foundation
 from mindvideo.mae import FMRIEncoder, load_mae
 from mindvideo.paths import find_project
-from mindvideo.provenance import environment
+from mindvideo.provenance import environment, git_commit
 from mindvideo.retrieval import identification_nway, unique_targets
 
 ROOT = find_project(Path(__file__).parent)
@@ -52,10 +51,9 @@ def run(preset: str = "quick", inits: int = 10, seed: int = 0) -> dict:
         emb = embed_fmri(mae_only(cfg, mae, clip, te["fmri"].shape[-1], s), te["fmri"])
         per["image_2way"].append(float(identification_nway(emb @ te["image"].T, 2, seed=seed).mean()))
         per["text_2way"].append(float(identification_nway(emb @ cap_cands.T, 2, target=cap_target, seed=seed).mean()))
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return dict(preset=preset, seed=seed, inits=inits, n_test=int(len(te["image"])), n_captions=int(len(cap_cands)),
                 identification_trials=100, per_init=per, summary={k: _stats(v) for k, v in per.items()},
-                commit=commit or "unknown", environment=environment())
+                commit=git_commit(ROOT), environment=environment())
 
 
 def main(argv=None):

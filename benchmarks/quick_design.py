@@ -21,7 +21,6 @@ Minutes to an hour on 2 CPU cores: each scale samples every held-out clip once, 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from mindvideo.data import load_dataset
 from mindvideo.eval import load_classifiers
 from mindvideo.evaluate import evaluate_clips
 from mindvideo.paths import find_project
-from mindvideo.provenance import environment
+from mindvideo.provenance import environment, git_commit
 from mindvideo.reconstruct import load_pipeline, recon_index, reconstruct
 
 ROOT = find_project(Path(__file__).parent)
@@ -86,13 +85,12 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
                                       seed=seed)["per_clip"]
         wall[v] = round(time.perf_counter() - t0, 1)
     rows = {str(v): summarise(per_value[v], per_value[default]) | dict(wall_s=wall[v]) for v in values}
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return dict(study=study, setting=key, preset=preset, seed=seed, default=str(default), values=[str(v) for v in values],
                 clips=dict(n=int(len(idx)), which="the test clips that 06_eval's table does not score", index=idx.tolist()),
                 sampling=dict(mode=base_cfg.guidance.mode, scale=base_cfg.guidance.scale,
                               num_inference_steps=base_cfg.guidance.num_inference_steps, sampling_seed=base_cfg.guidance.seed),
                 protocol=dict(n_ways=list(e.n_ways), n_trials=e.n_trials, top_k=e.top_k),
-                rows=rows, commit=commit or "unknown", environment=environment())
+                rows=rows, commit=git_commit(ROOT), environment=environment())
 
 
 def main(argv=None):

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['format_margin', 'split_margins', 'column_names', 'seed_findings', 'load_result', 'load_seeds', 'study_table']
+__all__ = ['format_margin', 'split_margins', 'column_names', 'seed_findings', 'load_result', 'load_seeds', 'study_table',
+           'study_markdown']
 
 # %% ../nbs/06d_ablations.ipynb #a0d6e008
 def format_margin(m:dict)->str:
@@ -73,3 +74,14 @@ def study_table(res:dict, # a design study written by `benchmarks/quick_design.p
         ahead, behind, _ = split_margins({k: m for k, m in rows[v]["margin"].items() if "-way" in k})
         lines.append(f"- {v} minus {default}, beyond two standard errors: ahead on {column_names(ahead)}; behind on {column_names(behind)}.")
     return "\n".join(lines)
+
+def study_markdown(project:Path, # project root (holds benchmarks/results/)
+                   name:str, # the file's stem, e.g. 'quick_guidance_scale'
+                   command:str, # the command that makes the file, said when it is missing
+                   note:str="", # words after the setting's name, e.g. '(1.0 = no guidance)'
+                  )->str:
+    "A design study of `benchmarks/results/<name>.json` as markdown (where it comes from, then `study_table`), or how to make it when the project has none."
+    path, res = load_result(project, name)
+    if res is None: return f"No `benchmarks/results/{path.name}` in this project: `{command}` makes it."
+    return (f"`benchmarks/results/{path.name}` ({res['preset']}, seed {res['seed']}, commit {res['commit']}; {res['clips']['n']} held-out test clips, "
+            f"{res['sampling']['num_inference_steps']} sampling steps), MinD-Video release / strict against `{res['setting']}`" + (f" {note}" if note else "") + ":\n\n" + study_table(res))
