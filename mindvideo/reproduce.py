@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -28,10 +29,10 @@ from .docs import build_docs
 from .layouts import check_assets
 
 # %% auto #0
-__all__ = ['RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'makes_outputs', 'select_notebooks',
-           'input_fingerprint', 'recorded_outputs', 'forget_outputs', 'is_up_to_date', 'NotebookFailed', 'run_notebook',
-           'reproduce', 'results_table', 'write_results_table', 'write_constraints', 'run_stage', 'parse_set',
-           'stage_summary', 'main']
+__all__ = ['KERNEL_START_TRIES', 'RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'makes_outputs',
+           'select_notebooks', 'input_fingerprint', 'recorded_outputs', 'forget_outputs', 'is_up_to_date',
+           'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table', 'write_constraints',
+           'run_stage', 'parse_set', 'stage_summary', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 _PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
@@ -124,18 +125,30 @@ def _is_export_cell(cell)->bool:
     lines = [l.strip() for l in "".join(cell.get("source", "")).splitlines() if l.strip() and not l.strip().startswith("#|")]
     return cell.get("cell_type") == "code" and lines == [_EXPORT_CALL]
 
+# A kernel that dies before its first reply never ran a cell. With notebooks run at once (`--jobs`, or two reproductions
+# side by side) it happens now and then: jupyter_client picks free TCP ports, and another kernel can bind one of them
+# before this kernel does. Nothing was executed, so starting it again is safe; anything else stops the run.
+_KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+KERNEL_START_TRIES = 3
+
 def run_notebook(nb, out_nb, params:dict, cwd, kernel:str="python3"):
     "Execute `nb` into `out_nb` with papermill, without its closing export cell (a run reads the package, never rewrites it); raise `NotebookFailed` naming the cell on error."
     import nbformat
     import papermill as pm
     node = nbformat.read(str(nb), as_version=4)
     node.cells = [c for c in node.cells if not _is_export_cell(c)]
-    try:
-        pm.execute_notebook(node, str(out_nb), parameters=params, cwd=str(cwd), kernel_name=kernel, language="python",
-                            progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS)
-    except pm.PapermillExecutionError as e:
-        raise NotebookFailed(f"{Path(nb).name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
-                             f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_nb}") from None
+    for attempt in range(1, KERNEL_START_TRIES + 1):
+        try:
+            pm.execute_notebook(node, str(out_nb), parameters=params, cwd=str(cwd), kernel_name=kernel, language="python",
+                                progress_bar=False, log_output=False, extra_arguments=_KERNEL_ARGS)
+            return
+        except pm.PapermillExecutionError as e:
+            raise NotebookFailed(f"{Path(nb).name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                                 f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_nb}") from None
+        except RuntimeError as e:
+            if not str(e).startswith(_KERNEL_START_FAILED) or attempt == KERNEL_START_TRIES: raise
+            warnings.warn(f"{Path(nb).name}: the {kernel!r} kernel failed to start ({e}); starting it again "
+                          f"({attempt + 1} of {KERNEL_START_TRIES})", RuntimeWarning, stacklevel=2)
 
 # %% ../nbs/00a_reproduce.ipynb #01993c33
 RELEASE_NOTEBOOKS = ("00_core", "06c_authors")

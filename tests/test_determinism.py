@@ -73,7 +73,7 @@ def test_two_cold_smoke_reproductions_are_the_same(tmp_path):
              for i, p in enumerate(projs, 1)]
     for p in procs:
         _, err = p.communicate(timeout=1500)
-        assert p.returncode == 0, err.decode()[-3000:]
+        assert p.returncode == 0, err.decode()[-8000:]
     a, b = ({k: v for k, v in _tree(p / "figures" / "smoke").items() if k.endswith(".json")} for p in projs)
     assert len(a) >= 10, sorted(a)
     assert all(a[k]["provenance"]["environment"]["torch_threads"] == 1 for k in a if k != "MANIFEST.json")

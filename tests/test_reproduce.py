@@ -50,6 +50,30 @@ def test_stops_at_first_failure_naming_cell(project):
     assert run["notebooks"]["01_a"]["status"] == "failed" and "02_b" not in run["notebooks"]
 
 
+def test_a_kernel_that_dies_before_its_first_reply_is_started_again(project, monkeypatch):
+    "Two kernels started at once can race for a port; nothing ran, so run_notebook starts it again, a few times at most."
+    import papermill as pm
+    real, calls = pm.execute_notebook, []
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1: raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pm, "execute_notebook", flaky)
+    with pytest.warns(RuntimeWarning, match=r"01_a.ipynb: the 'python3' kernel failed to start .* again \(2 of 3\)"):
+        rec = reproduce("smoke", project=project, only=["01"])
+    assert rec["notebooks"]["01_a"]["status"] == "ok" and len(calls) == 2
+    def dead(*args, **kwargs): calls.append(1); raise RuntimeError("Kernel died before replying to kernel_info")
+    monkeypatch.setattr(pm, "execute_notebook", dead); calls.clear()
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="Kernel died"):
+        reproduce("smoke", project=project, only=["01"], force=True)
+    assert len(calls) == 3  # then it gives up
+    def other(*args, **kwargs): calls.append(1); raise RuntimeError("something else")
+    monkeypatch.setattr(pm, "execute_notebook", other); calls.clear()
+    with pytest.raises(RuntimeError, match="something else"):
+        reproduce("smoke", project=project, only=["01"], force=True)
+    assert len(calls) == 1  # any other error is not retried
+
+
 def test_notebooks_that_write_nothing_run_only_when_asked(project):
     _nb(project / "nbs" / "03_tool.ipynb", "x = 1")  # a chapter on a tool: no figure, no metric
     rec = reproduce("smoke", project=project)
