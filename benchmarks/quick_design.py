@@ -1,7 +1,9 @@
-"""Two design choices of a preset, measured on the test clips that `06_eval`'s table does not score.
+"""Design choices of a preset, measured on the test clips that `06_eval`'s table does not score.
 
 Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py steps [--values 800 1600 3200] [--preset quick] [--seed 0] [--out FILE]
+        python benchmarks/quick_design.py epochs [--values 40 60 80] [--preset quick] [--seed 0] [--out FILE]
+        python benchmarks/quick_design.py sampling [--values 10 15 25 50] [--preset quick] [--seed 0] [--out FILE]
 
 - `scale`: MinD-Video's reconstructions at each adversarial guidance scale (s = 1 is no guidance), with the preset's
   trained models, steps and sampling seed. 05's "Which scale for the stand-in generator" cites the result,
@@ -9,14 +11,22 @@ Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [-
 - `steps`: the preset co-trained for each number of steps (`diffusion.steps`; each value is a cache stage of its own,
   so a value equal to the preset's reuses its models), then sampled at the preset's scale. 04's "How long `quick`
   co-trains" cites `benchmarks/results/<preset>_cotrain_steps.json`.
+- `epochs`: the preset with each number of contrastive epochs (`contrastive.epochs`), then co-trained and sampled as
+  the preset is: what the costliest stage of a cold quick run buys (03's "How long `quick` trains the alignment"
+  cites `benchmarks/results/<preset>_contrastive_epochs.json`).
+- `sampling`: MinD-Video's reconstructions with each number of DDIM steps (`guidance.num_inference_steps`), with the
+  preset's trained models and scale: what the steps that every reconstruction pays for buy (05's "How many
+  sampling steps" cites `benchmarks/results/<preset>_sampling_steps.json`).
 
 The clips are the test clips that `06_eval` leaves out of its table (its table scores `cfg.eval.max_test_samples` of
 them, `mindvideo.reconstruct.recon_index`), so a choice read from this file is not fitted to the table's clips. They
 are scored with 06's classifiers and protocols (`mindvideo.evaluate.evaluate_clips`). For each value the file holds
 every semantic column's mean ± standard error over the clips, the top-1 = true category rate of the label-aware
-classifiers, and the paired margin over the preset's own value, clip by clip (the same initial noise per clip).
-Minutes to an hour on 2 CPU cores: each scale samples every held-out clip once, and each number of steps co-trains.
-`tests/test_benchmarks.py` runs both at toy size.
+classifiers, the paired margin over the preset's own value, clip by clip (the same initial noise per clip), and
+`wall_s`, the seconds this run spent on the value: training and sampling, or only loading what an earlier run cached.
+Minutes to an hour on 2 CPU cores: each scale or number of sampling steps samples every test clip once, each number of
+co-training steps co-trains, and each number of epochs trains the contrastive stage and co-trains.
+`tests/test_benchmarks.py` runs them at toy size.
 """
 from __future__ import annotations
 
@@ -37,7 +47,9 @@ from mindvideo.reconstruct import load_pipeline, recon_index, reconstruct
 
 ROOT = find_project(Path(__file__).parent)
 STUDIES = {"scale": ("guidance.scale", "guidance_scale", (1.0, 4.0, 7.5, 10.0, 12.5, 15.0)),
-           "steps": ("diffusion.steps", "cotrain_steps", (800, 1600, 3200))}
+           "steps": ("diffusion.steps", "cotrain_steps", (800, 1600, 3200)),
+           "epochs": ("contrastive.epochs", "contrastive_epochs", (40, 60, 80)),
+           "sampling": ("guidance.num_inference_steps", "sampling_steps", (10, 15, 25, 50))}
 
 
 def heldout(n: int, max_test_samples: int) -> np.ndarray:
@@ -63,7 +75,8 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
     "Score MinD-Video on the held-out test clips for each value of the study's setting (see the module's docstring)."
     key, _, _ = STUDIES[study]
     base_cfg = load_preset(preset)
-    default = base_cfg.guidance.scale if study == "scale" else base_cfg.diffusion.steps
+    section, field = key.split(".")
+    default = getattr(getattr(base_cfg, section), field)
     values = sorted({float(v) if study == "scale" else int(v) for v in values} | {default})
     test = load_dataset(base_cfg, "test", seed=seed)
     idx = heldout(len(test), base_cfg.eval.max_test_samples)
@@ -72,7 +85,7 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
     per_value, wall = {}, {}
     for v in values:
         t0 = time.perf_counter()
-        cfg = load_preset(preset, {key: v}) if study == "steps" else base_cfg
+        cfg = base_cfg if study == "scale" else load_preset(preset, {key: v})
         seed_everything(seed)
         pipe = load_pipeline(cfg, seed=seed, device="cpu")  # co-trains the models of `cfg` when they are not cached
         kw = dict(guidance="none", guidance_scale=1.0) if study == "scale" and v == 1.0 else \

@@ -19,8 +19,10 @@ reads each run's `06_table_main.json` and `06d_table_ablation.json` and writes `
 
 Each seed's chain runs as `mindvideo reproduce` in its own copy with `PYTHONPATH` set to that copy, so its kernels
 import the copy's `mindvideo` (not the editable install's, which may change while the runs go on). `--jobs 2` runs two
-seeds at once with one torch thread each: on 2 CPU cores the small models of quick train about as fast on one thread
-as on two, so two seeds take little longer than one. A copy that already holds finished runs (e.g. seed 0's, from
+seeds at once with one torch thread each. On 2 CPU cores that is about as fast in all as one seed after the other on
+two threads, not faster: quick's training runs nearly twice as fast on two threads as on one (contrastive steps
+measured 1.9x), its sampling about 1.6x. One thread also changes the last bits of trained weights against two, so a
+seed's numbers are those of its thread count (each run records `torch_threads`). A copy that already holds finished runs (e.g. seed 0's, from
 `mindvideo reproduce --preset quick` in a clone at `<work>/seed0`) is reused: up-to-date notebooks are skipped.
 `--presets-only` skips the ablations. `tests/test_benchmarks.py` checks the summary on hand-made margins.
 """

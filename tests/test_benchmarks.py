@@ -62,7 +62,7 @@ def test_bench_sampling_tiny_cpu(tmp_path):
 
 
 def test_quick_design_smoke():
-    "quick_design.py's two studies at smoke size: held-out clips only, the preset's own value paired with itself at zero."
+    "quick_design.py's studies at smoke size: held-out clips only, the preset's own value paired with itself at zero."
     qd = _load("quick_design")
     assert qd.heldout(10, 4).tolist() == [1, 2, 4, 5, 7, 8] and qd.heldout(3, 0).tolist() == [0, 1, 2]
     res = qd.run_study("scale", [1.0], "smoke")
@@ -73,6 +73,12 @@ def test_quick_design_smoke():
     steps = qd.run_study("steps", [2], "smoke")
     assert steps["values"] == ["2", "4"] and steps["setting"] == "diffusion.steps"
     assert steps["rows"]["4"]["columns"] == res["rows"]["12.5"]["columns"]  # the preset's own models, sampled and scored alike
+    epochs = qd.run_study("epochs", [1], "smoke")
+    assert epochs["values"] == ["1", "2"] and epochs["setting"] == "contrastive.epochs" and epochs["default"] == "2"
+    assert epochs["rows"]["2"]["columns"] == res["rows"]["12.5"]["columns"]
+    sampling = qd.run_study("sampling", [2], "smoke")
+    assert sampling["values"] == ["2", "4"] and sampling["setting"] == "guidance.num_inference_steps"
+    assert sampling["rows"]["4"]["columns"] == res["rows"]["12.5"]["columns"]
     from mindvideo.readings import study_table
     assert "| **12.5** |" in study_table(res) and "| 2 |" in study_table(steps)
 
