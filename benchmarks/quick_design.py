@@ -85,11 +85,10 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
     per_value, wall = {}, {}
     for v in values:
         t0 = time.perf_counter()
-        cfg = base_cfg if study == "scale" else load_preset(preset, {key: v})
+        cfg = load_preset(preset, {key: v})  # a scale or sampling steps: the same trained models (their stages ignore guidance)
         seed_everything(seed)
         pipe = load_pipeline(cfg, seed=seed, device="cpu")  # co-trains the models of `cfg` when they are not cached
-        kw = dict(guidance="none", guidance_scale=1.0) if study == "scale" and v == 1.0 else \
-            dict(guidance_scale=v) if study == "scale" else {}
+        kw = dict(guidance="none") if study == "scale" and v == 1.0 else {}  # s = 1 is sampling without guidance
         rec = reconstruct(cfg, "test", seed=seed, max_samples=0, pipe=pipe, dataset=test, **kw)
         pos = np.searchsorted(rec["index"], idx)
         clips = dict(gt=rec["gt"][pos], pred=rec["pred"][pos])
