@@ -15,7 +15,7 @@ import torch
 
 from .classifiers import (Classifier, FrameClassifier, VideoClassifier, imagenet_classifier, train_classifier,
                                    trained_classifier, videomae_classifier, vit_classifier)
-from .core import ABLATIONS, ConfigError, InputError, Preset, atomic_path, check_array, load_preset, write_json
+from .core import ABLATIONS, ConfigError, InputError, Preset, atomic_path, check_array, load_preset, stage_lock, write_json
 from .paths import asset_dir, stage_dir
 from .data import load_dataset, load_world
 from .metrics import PROTOCOLS, clip_similarity, random_logits, semantic_scores, ssim_frames, summarize
@@ -36,6 +36,12 @@ def train_classifiers(cfg:Preset|str, # preset (or its name); synthetic worlds o
     cfg = load_preset(cfg); out = classifiers_dir(cfg, seed)
     if (out/"done.json").is_file(): return out
     if cfg.data.source != "synthetic": raise ConfigError(f"{cfg.name}.data.source: trained classifiers need the synthetic world, got {cfg.data.source!r}")
+    with stage_lock(out):  # two notebooks at once (06_eval, 06b_evaluate) train them once, and share one checkpoint folder
+        if (out/"done.json").is_file(): return out  # the other one trained them while this one waited
+        return _train_classifiers(cfg, seed, out)
+
+def _train_classifiers(cfg:Preset, seed:int, out:Path)->Path:
+    "Train both classifiers into `out` (the caller holds its lock), resuming from the checkpoints of an interrupted run."
     ds = load_dataset(cfg, "train", seed=seed)
     videos, labels = np.asarray(ds.videos), np.asarray(ds.labels)
     n_classes = int(max(labels.max() + 1, len(load_world(cfg, seed=seed).categories)))

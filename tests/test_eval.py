@@ -181,6 +181,28 @@ def test_trained_classifiers_learn_and_save(tmp_path):
         train_classifier(fm, tv, -np.ones(64, int), steps=1)
 
 
+def test_two_callers_train_the_classifiers_once(tmp_cache, monkeypatch):
+    # 06_eval and 06b_evaluate load them at once under nbdev_test: the second must wait for the first's folder, not train
+    # into the same checkpoint folder (which the first deletes when it is done)
+    import threading, time
+    import mindvideo.eval as ev
+    from mindvideo.data import load_world
+    load_world("smoke")  # built once, so that both callers reach the training at about the same moment
+    calls, inner = [], ev._train_classifiers
+    def slow(*a):
+        calls.append(threading.get_ident()); time.sleep(1.0); return inner(*a)
+    monkeypatch.setattr(ev, "_train_classifiers", slow)
+    got, errors = [], []
+    def call():
+        try: got.append(ev.train_classifiers("smoke"))
+        except Exception as e: errors.append(e)
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert not errors and len(calls) == 1 and got[0] == got[1]
+    assert (got[0]/"done.json").is_file() and not (got[0].parent/f"{got[0].name}.work").exists()
+
+
 def test_score_method_perfect_and_chance():
     rng = np.random.default_rng(0)
     W = torch.tensor(rng.standard_normal((3, 60)), dtype=torch.float32)
