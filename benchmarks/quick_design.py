@@ -4,6 +4,7 @@ Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [-
         python benchmarks/quick_design.py steps [--values 800 1600 3200] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py epochs [--values 40 60 80] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py sampling [--values 10 15 25 50] [--preset quick] [--seed 0] [--out FILE]
+        python benchmarks/quick_design.py STUDY --values ... --set KEY=VALUE [--set ...] --out FILE
 
 - `scale`: MinD-Video's reconstructions at each adversarial guidance scale (s = 1 is no guidance), with the preset's
   trained models, steps and sampling seed. 05's "Which scale for the stand-in generator" cites the result,
@@ -17,6 +18,11 @@ Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [-
 - `sampling`: MinD-Video's reconstructions with each number of DDIM steps (`guidance.num_inference_steps`), with the
   preset's trained models and scale: what the steps that every reconstruction pays for buy (05's "How many
   sampling steps" cites `benchmarks/results/<preset>_sampling_steps.json`).
+
+- `--set KEY=VALUE` (repeatable): a candidate recipe. Every value is run with these preset overrides too (e.g.
+  `sampling --values 10 15 --set guidance.scheduler=dpm`, or `epochs --values 50 --set contrastive.lr=1e-3`), and
+  paired with the preset as it is, the row `preset` (then `default` is "preset" and the preset's own value is not
+  added). Write such a study to a file of its own with `--out`.
 
 The clips are the test clips that `06_eval` leaves out of its table (its table scores `cfg.eval.max_test_samples` of
 them, `mindvideo.reconstruct.recon_index`), so a choice read from this file is not fitted to the table's clips. They
@@ -37,13 +43,14 @@ from pathlib import Path
 import numpy as np
 
 from mindvideo.baselines import paired_margin
-from mindvideo.core import load_preset, seed_everything, write_json
+from mindvideo.core import ConfigError, load_preset, seed_everything, write_json
 from mindvideo.data import load_dataset
 from mindvideo.eval import load_classifiers
 from mindvideo.evaluate import evaluate_clips
 from mindvideo.paths import find_project
 from mindvideo.provenance import environment, git_commit
 from mindvideo.reconstruct import load_pipeline, recon_index, reconstruct
+from mindvideo.reproduce import parse_set
 
 ROOT = find_project(Path(__file__).parent)
 STUDIES = {"scale": ("guidance.scale", "guidance_scale", (1.0, 4.0, 7.5, 10.0, 12.5, 15.0)),
@@ -71,24 +78,30 @@ def summarise(per_clip: dict, base: dict) -> dict:
     return out
 
 
-def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
+def run_study(study: str, values, preset: str = "quick", seed: int = 0, overrides: dict | None = None) -> dict:
     "Score MinD-Video on the held-out test clips for each value of the study's setting (see the module's docstring)."
     key, _, _ = STUDIES[study]
+    overrides = dict(overrides or {})
+    if key in overrides: raise ConfigError(f"overrides: {key!r} is the setting that the {study!r} study varies; give it with values")
+    load_preset(preset, overrides)  # the overrides are valid, before anything runs
     base_cfg = load_preset(preset)
     section, field = key.split(".")
     default = getattr(getattr(base_cfg, section), field)
-    values = sorted({float(v) if study == "scale" else int(v) for v in values} | {default})
+    values = sorted({float(v) if study == "scale" else int(v) for v in values} | (set() if overrides else {default}))
+    points = {str(v): {key: v} | overrides for v in values}  # the row of each value and the preset overrides it runs with
+    if overrides: points = {"preset": {}} | points  # a candidate recipe: paired with the preset as it is
+    default = "preset" if overrides else default
     test = load_dataset(base_cfg, "test", seed=seed)
     idx = heldout(len(test), base_cfg.eval.max_test_samples)
     classifiers = load_classifiers(base_cfg, seed=seed)
     e = base_cfg.eval
     per_value, wall = {}, {}
-    for v in values:
+    for v, over in points.items():
         t0 = time.perf_counter()
-        cfg = load_preset(preset, {key: v})  # a scale or sampling steps: the same trained models (their stages ignore guidance)
+        cfg = load_preset(preset, over)  # a scale or sampling steps: the same trained models (their stages ignore guidance)
         seed_everything(seed)
         pipe = load_pipeline(cfg, seed=seed, device="cpu")  # co-trains the models of `cfg` when they are not cached
-        kw = dict(guidance="none") if study == "scale" and v == 1.0 else {}  # s = 1 is sampling without guidance
+        kw = dict(guidance="none") if study == "scale" and over.get(key) == 1.0 else {}  # s = 1 is sampling without guidance
         rec = reconstruct(cfg, "test", seed=seed, max_samples=0, pipe=pipe, dataset=test, **kw)
         pos = np.searchsorted(rec["index"], idx)
         clips = dict(gt=rec["gt"][pos], pred=rec["pred"][pos])
@@ -96,8 +109,8 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0) -> dict:
         per_value[v] = evaluate_clips(clips, classifiers, labels, n_ways=e.n_ways, n_trials=e.n_trials, top_k=e.top_k,
                                       seed=seed)["per_clip"]
         wall[v] = round(time.perf_counter() - t0, 1)
-    rows = {str(v): summarise(per_value[v], per_value[default]) | dict(wall_s=wall[v]) for v in values}
-    return dict(study=study, setting=key, preset=preset, seed=seed, default=str(default), values=[str(v) for v in values],
+    rows = {v: summarise(per_value[v], per_value[str(default)]) | dict(wall_s=wall[v]) for v in points}
+    return dict(study=study, setting=key, preset=preset, seed=seed, default=str(default), values=list(points), overrides=overrides,
                 clips=dict(n=int(len(idx)), which="the test clips that 06_eval's table does not score", index=idx.tolist()),
                 sampling=dict(mode=base_cfg.guidance.mode, scale=base_cfg.guidance.scale,
                               num_inference_steps=base_cfg.guidance.num_inference_steps, sampling_seed=base_cfg.guidance.seed),
@@ -111,14 +124,19 @@ def main(argv=None):
     ap.add_argument("--values", nargs="+", type=float, default=None, help="settings to compare (the preset's own is always added)")
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="preset override of every value (a candidate recipe; repeatable)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     _, name, defaults = STUDIES[a.study]
-    res = run_study(a.study, a.values or defaults, a.preset, a.seed)
+    overrides = parse_set(a.set)
+    if overrides and a.out is None: ap.error("--set: give the candidate recipe's study a file of its own with --out")
+    res = run_study(a.study, a.values or defaults, a.preset, a.seed, overrides)
     out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_{name}.json"
     write_json(res, out)
     for v, r in res["rows"].items():
-        print(f"{res['setting']}={v:>7s}: " + "  ".join(f"{k} {c['mean']:.3f}" for k, c in r["columns"].items()) + f"  ({r['wall_s']:.0f} s)")
+        ahead = sum(m["mean"] > 2 * m["se"] for m in r["margin"].values()); behind = sum(m["mean"] < -2 * m["se"] for m in r["margin"].values())
+        print(f"{res['setting']}={v:>7s}: " + "  ".join(f"{k} {c['mean']:.3f}" for k, c in r["columns"].items())
+              + f"  ({r['wall_s']:.0f} s; beyond 2 SE of {res['default']}: ahead on {ahead}, behind on {behind} of {len(r['margin'])})")
     print(f"-> {out}")
     return res
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mindvideo.core import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +83,11 @@ def test_quick_design_smoke():
     sampling = qd.run_study("sampling", [2], "smoke")
     assert sampling["values"] == ["2", "4"] and sampling["setting"] == "guidance.num_inference_steps"
     assert sampling["rows"]["4"]["columns"] == res["rows"]["12.5"]["columns"]
+    dpm = qd.run_study("sampling", [2], "smoke", overrides={"guidance.scheduler": "dpm"})  # a candidate recipe, paired with the preset
+    assert dpm["values"] == ["preset", "2"] and dpm["default"] == "preset" and dpm["overrides"] == {"guidance.scheduler": "dpm"}
+    assert dpm["rows"]["preset"]["columns"] == res["rows"]["12.5"]["columns"] and all(m["mean"] == 0 for m in dpm["rows"]["preset"]["margin"].values())
+    with pytest.raises(ConfigError, match="guidance.num_inference_steps"):
+        qd.run_study("sampling", [2], "smoke", overrides={"guidance.num_inference_steps": 3})
     from mindvideo.readings import study_table
     assert "| **12.5** |" in study_table(res) and "| 2 |" in study_table(steps)
 
