@@ -3,7 +3,7 @@
 Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py steps [--values 800 1600 3200] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py epochs [--values 40 60 80] [--preset quick] [--seed 0] [--out FILE]
-        python benchmarks/quick_design.py sampling [--values 10 15 25 50] [--preset quick] [--seed 0] [--out FILE]
+        python benchmarks/quick_design.py sampling [--values 10 15 20 25 50] [--preset quick] [--seed 0] [--out FILE]
         python benchmarks/quick_design.py STUDY --values ... --set KEY=VALUE [--set ...] --out FILE
 
 - `scale`: MinD-Video's reconstructions at each adversarial guidance scale (s = 1 is no guidance), with the preset's
@@ -22,7 +22,8 @@ Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [-
 - `--set KEY=VALUE` (repeatable): a candidate recipe. Every value is run with these preset overrides too (e.g.
   `sampling --values 10 15 --set guidance.scheduler=dpm`, or `epochs --values 50 --set contrastive.lr=1e-3`), and
   paired with the preset as it is, the row `preset` (then `default` is "preset" and the preset's own value is not
-  added). Write such a study to a file of its own with `--out`.
+  added). Write such a study to a file of its own with `--out`. 05's "How many sampling steps" reads
+  `benchmarks/results/quick_sampling_dpm.json` (`sampling --values 10 15 20 --set guidance.scheduler=dpm`).
 
 The clips are the test clips that `06_eval` leaves out of its table (its table scores `cfg.eval.max_test_samples` of
 them, `mindvideo.reconstruct.recon_index`), so a choice read from this file is not fitted to the table's clips. They
@@ -56,7 +57,7 @@ ROOT = find_project(Path(__file__).parent)
 STUDIES = {"scale": ("guidance.scale", "guidance_scale", (1.0, 4.0, 7.5, 10.0, 12.5, 15.0)),
            "steps": ("diffusion.steps", "cotrain_steps", (800, 1600, 3200)),
            "epochs": ("contrastive.epochs", "contrastive_epochs", (40, 60, 80)),
-           "sampling": ("guidance.num_inference_steps", "sampling_steps", (10, 15, 25, 50))}
+           "sampling": ("guidance.num_inference_steps", "sampling_steps", (10, 15, 20, 25, 50))}
 
 
 def heldout(n: int, max_test_samples: int) -> np.ndarray:

@@ -84,4 +84,11 @@ def study_markdown(project:Path, # project root (holds benchmarks/results/)
     path, res = load_result(project, name)
     if res is None: return f"No `benchmarks/results/{path.name}` in this project: `{command}` makes it."
     return (f"`benchmarks/results/{path.name}` ({res['preset']}, seed {res['seed']}, commit {res['commit']}; {res['clips']['n']} held-out test clips, "
-            f"{res['sampling']['num_inference_steps']} sampling steps), MinD-Video release / strict against `{res['setting']}`" + (f" {note}" if note else "") + ":\n\n" + study_table(res))
+            f"{res['sampling']['num_inference_steps']} sampling steps), MinD-Video release / strict against `{res['setting']}`" + (f" {note}" if note else "")
+            + _recipe(res.get("overrides")) + ":\n\n" + study_table(res))
+
+def _recipe(overrides:dict|None)->str:
+    "How a candidate recipe's study (`quick_design.py --set`) differs from the preset, in words."
+    if not overrides: return ""
+    return (" with " + ", ".join(f"`{k}={v}`" for k, v in overrides.items())
+            + " at every value, paired with the preset as it is (the row **preset**)")
