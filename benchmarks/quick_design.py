@@ -23,7 +23,9 @@ Usage:  python benchmarks/quick_design.py scale [--values 1 4 7.5 10 12.5 15] [-
   `sampling --values 10 15 --set guidance.scheduler=dpm`, or `epochs --values 50 --set contrastive.lr=1e-3`), and
   paired with the preset as it is, the row `preset` (then `default` is "preset" and the preset's own value is not
   added). Write such a study to a file of its own with `--out`. 05's "How many sampling steps" reads
-  `benchmarks/results/quick_sampling_dpm.json` (`sampling --values 10 15 20 --set guidance.scheduler=dpm`).
+  `benchmarks/results/quick_sampling_dpm.json` (`sampling --values 10 15 20 --set guidance.scheduler=dpm`), 03's "How
+  long `quick` trains the alignment" `benchmarks/results/quick_contrastive_lr.json` (`epochs --values 50 60 --set
+  contrastive.lr=1e-3`).
 
 The clips are the test clips that `06_eval` leaves out of its table (its table scores `cfg.eval.max_test_samples` of
 them, `mindvideo.reconstruct.recon_index`), so a choice read from this file is not fitted to the table's clips. They
