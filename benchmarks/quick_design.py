@@ -52,6 +52,7 @@ from mindvideo.eval import load_classifiers
 from mindvideo.evaluate import evaluate_clips
 from mindvideo.paths import find_project
 from mindvideo.provenance import environment, git_commit
+from mindvideo.readings import split_margins
 from mindvideo.reconstruct import load_pipeline, recon_index, reconstruct
 from mindvideo.reproduce import parse_set
 
@@ -124,7 +125,7 @@ def run_study(study: str, values, preset: str = "quick", seed: int = 0, override
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study", choices=sorted(STUDIES))
-    ap.add_argument("--values", nargs="+", type=float, default=None, help="settings to compare (the preset's own is always added)")
+    ap.add_argument("--values", nargs="+", type=float, default=None, help="settings to compare (the preset's own is always added; with --set, the preset as it is)")
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="preset override of every value (a candidate recipe; repeatable)")
@@ -137,9 +138,9 @@ def main(argv=None):
     out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_{name}.json"
     write_json(res, out)
     for v, r in res["rows"].items():
-        ahead = sum(m["mean"] > 2 * m["se"] for m in r["margin"].values()); behind = sum(m["mean"] < -2 * m["se"] for m in r["margin"].values())
+        ahead, behind, _ = split_margins(r["margin"])
         print(f"{res['setting']}={v:>7s}: " + "  ".join(f"{k} {c['mean']:.3f}" for k, c in r["columns"].items())
-              + f"  ({r['wall_s']:.0f} s; beyond 2 SE of {res['default']}: ahead on {ahead}, behind on {behind} of {len(r['margin'])})")
+              + f"  ({r['wall_s']:.0f} s; beyond 2 SE of {res['default']}: ahead on {len(ahead)}, behind on {len(behind)} of {len(r['margin'])})")
     print(f"-> {out}")
     return res
 
