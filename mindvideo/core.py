@@ -259,6 +259,7 @@ class MAEConfig(_Section):
     batch_size: int = 100; epochs: int = 500; warmup_epochs: int = 40; clip_grad: float = 0.8
     checkpoint_every: int = 20  # epochs between resumable checkpoints
     pretrained_path: str = ""  # optional MinD-Vis-style weights to start from
+    retrain: bool = False  # synthetic: pretrain the MAE here even where mindvideo ships weights for this preset (02_mae)
     holdout_subjects: int = 1  # pretraining subjects kept out of training, for held-out reconstruction
     def check(self, w):
         self._in(w, "mask_ratio", lo=0.0, hi=0.99); self._in(w, "lr", lo=0.0); self._in(w, "holdout_subjects", lo=0)
@@ -423,7 +424,7 @@ PRESETS:dict = {
         data=dict(fmri_offset=2, frame_size=32, n_train_segments=12, n_test_segments=2, trs_per_segment=120, n_categories=12,
                   n_voxels=2000, n_pretrain_subjects=40, pretrain_trs=300, snr=1.0),
         mae=dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4,
-                 batch_size=64, epochs=4, warmup_epochs=1, checkpoint_every=1, lr=1e-3, holdout_subjects=4),  # ~720 steps: minutes on CPU
+                 batch_size=64, epochs=4, warmup_epochs=1, checkpoint_every=1, lr=1e-3, holdout_subjects=4),  # ~720 steps: minutes on CPU; shipped (mindvideo/standins/quick_mae)
         encoder=dict(out_tokens=8, out_dim=64),
         foundation=dict(text_max_len=24, clip_steps=800, vae_channels=(16, 32, 64), vae_steps=1000,  # VAE factor 4: 8x8x4 latents
                         unet_channels=(64, 128), unet_steps=4000, unet_lr=1e-3),  # at 600 steps its samples lost the caption's shape (02b prose); shipped (mindvideo/standins/quick)

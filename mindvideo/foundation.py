@@ -5,15 +5,11 @@
 # %% ../nbs/02b_foundation.ipynb #8b759888
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import math
 import shutil
 import time
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +20,18 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 
 from .core import (ConfigError, InputError, Preset, atomic_path, distributed_state, is_main_process, load_preset, seed_everything,
                             stage_lock, write_json)
-from .paths import asset_dir, stage_dir
-from .provenance import environment, git_commit
+from .paths import asset_dir, shipped_root, stage_dir
+from .provenance import find_shipped, ship_folder
 from .data import load_world, world_seed
+from .mae import ship_mae
 from .tokenizer import build_tokenizer
 from .train import fit
 
 # %% auto #0
-__all__ = ['SHIPPED_STANDINS', 'standin_seed', 'world_frames', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler',
-           'Foundation', 'encode_text', 'encode_images', 'encode_video_latents', 'decode_video_latents',
-           'train_standins', 'load_foundation_from', 'foundation_dir', 'standin_key', 'shipped_standins',
-           'standins_dir', 'load_foundation', 'ship_standins', 'ship_standins_command']
+__all__ = ['standin_seed', 'world_frames', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler', 'Foundation', 'encode_text',
+           'encode_images', 'encode_video_latents', 'decode_video_latents', 'train_standins', 'load_foundation_from',
+           'foundation_dir', 'standin_key', 'shipped_standins', 'standins_dir', 'load_foundation', 'ship_standins',
+           'ship_standins_command']
 
 # %% ../nbs/02b_foundation.ipynb #60581167
 def _load_world(cfg:Preset, seed:int):
@@ -346,8 +343,6 @@ def load_foundation_from(clip_path, # transformers CLIP folder (config.json, wei
     return fd.to(device)
 
 # %% ../nbs/02b_foundation.ipynb #4003c427
-SHIPPED_STANDINS = "standins"  # folder of the package that holds shipped stand-in weights, one sub-folder per preset
-
 def foundation_dir(cfg:Preset, seed:int=0)->Path:
     "Cache folder of stand-ins trained here: keyed on the data and foundation sections, the world's seed and the stand-ins' seed."
     return stage_dir(cfg, "foundation", "data", "foundation", seed=[world_seed(cfg, seed), standin_seed(cfg, seed)])
@@ -358,22 +353,13 @@ def standin_key(cfg:Preset, seed:int=0)->dict:
     return dict(data=d["data"], foundation={k: v for k, v in d["foundation"].items() if k != "retrain"},
                 world_seed=world_seed(cfg, seed), standin_seed=standin_seed(cfg, seed))
 
-def _sha256(path:Path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
 def shipped_standins(cfg:Preset, # the preset
                      seed:int=0, # the run's seed
-                     root=None, # folder of shipped stand-ins, one sub-folder each; None = the package's
+                     root=None, # folder of shipped weights, one sub-folder each; None = the package's
                     )->Path|None:
     "The shipped stand-in folder made with exactly this preset's `standin_key`, or None (none matches, or `foundation.retrain`)."
     if cfg.data.source != "synthetic" or cfg.foundation.retrain: return None
-    root = Path(str(files("mindvideo")/SHIPPED_STANDINS)) if root is None else Path(root); key = standin_key(cfg, seed)
-    for prov in sorted(root.glob("*/provenance.json")):
-        rec = json.loads(prov.read_text())
-        if rec.get("key") != key: continue
-        bad = [f for f, h in rec["files"].items() if not (prov.parent/f).is_file() or _sha256(prov.parent/f) != h]
-        if bad: raise InputError(f"{prov.parent}: expected the files recorded in provenance.json, found {len(bad)} missing or changed: {bad[:3]}")
-        return prov.parent
-    return None
+    return find_shipped(standin_key(cfg, seed), root)
 
 def standins_dir(cfg:Preset, seed:int=0)->Path:
     "Folder of the synthetic stand-ins: the shipped weights when they match the preset, else the cache folder they are trained into."
@@ -414,16 +400,13 @@ def ship_standins(preset:str="quick", # the preset whose stand-ins to train and 
     cfg = load_preset(preset, {"foundation.retrain": True})
     if cfg.data.source != "synthetic": raise ConfigError(f"preset {preset!r}: stand-ins are trained on the synthetic world only, found source {cfg.data.source!r}")
     src = foundation_dir(cfg, seed); load_foundation(cfg, seed=seed)  # trains into the cache unless it holds them
-    dest = Path(dest) if dest is not None else Path(str(files("mindvideo")/SHIPPED_STANDINS))/preset.split("+")[0]
-    with atomic_path(dest, is_dir=True) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-        names = sorted(str(f.relative_to(tmp)) for f in Path(tmp).rglob("*") if f.is_file())
-        write_json(dict(command=command or f"mindvideo ship-standins --preset {preset} --seed {seed}", preset=preset, seed=seed,
-                        commit=git_commit(Path(str(files("mindvideo")))), environment=environment(),
-                        key=standin_key(cfg, seed), files={f: _sha256(Path(tmp)/f) for f in names}), Path(tmp)/"provenance.json")
-    return dest
+    return ship_folder(src, dest if dest is not None else shipped_root()/preset.split("+")[0], key=standin_key(cfg, seed),
+                       command=command or f"mindvideo ship-standins --preset {preset} --seed {seed}", preset=preset, seed=seed)
 
 def ship_standins_command(args)->str:
-    "`mindvideo ship-standins`: one line saying where the stand-ins went."
-    out = ship_standins(args.preset, seed=args.seed, dest=args.out, command=f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins --preset {args.preset} --seed {args.seed}")
-    return f"ship-standins: {out}"
+    "`mindvideo ship-standins`: train and ship the stand-ins (`--stage foundation`) or the pretrained MAE (`--stage mae`); one line saying where they went."
+    stage = getattr(args, "stage", "foundation")
+    cmd = f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins{'' if stage == 'foundation' else ' --stage ' + stage} --preset {args.preset} --seed {args.seed}"
+    ship = {"foundation": ship_standins, "mae": ship_mae}.get(stage)
+    if ship is None: raise ConfigError(f"--stage: expected 'foundation' or 'mae', got {stage!r}")
+    return f"ship-standins: {ship(args.preset, seed=args.seed, dest=args.out, command=cmd)}"

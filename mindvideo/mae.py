@@ -28,7 +28,8 @@ from .bold import (_GRID, _convolve_hrf, _noise, _prf_weights, _sample_voxels, _
 from .clips import category_names, render_scene, sample_scene
 from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
-from .paths import hcp_dir, stage_dir
+from .paths import hcp_dir, shipped_root, stage_dir
+from .provenance import find_shipped, ship_folder
 from .data import world_seed
 from .layouts import load_hcp_npz, normalize, pad_to_patch_size
 from .train import fit
@@ -36,7 +37,8 @@ from .train import fit
 # %% auto #0
 __all__ = ['MAEOutput', 'masked_mse', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder', 'make_pretrain_fmri', 'load_pretrain_fmri',
            'SubjectBatchSampler', 'subject_loader', 'mae_loss', 'split_subjects', 'build_mae', 'train_mae',
-           'load_pretrained_mae', 'pretrain_mae', 'load_mae', 'mae_history', 'make_encoder']
+           'load_pretrained_mae', 'mae_key', 'shipped_mae', 'mae_dir', 'pretrain_mae', 'load_mae', 'mae_history',
+           'ship_mae', 'make_encoder']
 
 # %% ../nbs/02_mae.ipynb #d24a0357
 @dataclass
@@ -400,13 +402,31 @@ def load_pretrained_mae(model:nn.Module, # the MAE to start from the weights (sh
     model.load_state_dict(sd)
     return model
 
+def mae_key(cfg:Preset, seed:int=0)->dict:
+    "What a pretrained MAE depends on: the data and mae sections (less `retrain`), the world's seed and the run's seed."
+    d = json.loads(json.dumps(cfg.to_dict(), default=str))  # tuples -> lists, as in a JSON file
+    return dict(stage="mae", data=d["data"], mae={k: v for k, v in d["mae"].items() if k != "retrain"}, world_seed=world_seed(cfg, seed), seed=seed)
+
+def shipped_mae(cfg:Preset, # the preset
+                seed:int=0, # the run's seed
+                root=None, # folder of shipped weights, one sub-folder each; None = the package's
+               )->Path|None:
+    "The shipped MAE folder made with exactly this preset's `mae_key`, or None (none matches, real data, `mae.pretrained_path`, `mae.retrain`)."
+    if cfg.data.source != "synthetic" or cfg.mae.retrain or cfg.mae.pretrained_path: return None
+    return find_shipped(mae_key(cfg, seed), root)
+
+def mae_dir(cfg:Preset|str, seed:int=0)->Path:
+    "Folder of the pretrained MAE (`model/`, `history.json`): the shipped one when it matches the preset, else the cache folder it trains into."
+    cfg = load_preset(cfg)
+    return shipped_mae(cfg, seed) or stage_dir(cfg, "mae", "data", "mae", seed=seed)
+
 def pretrain_mae(cfg:Preset|str, # preset (or its name)
                  seed:int=0, # seed of the data and the run
                 )->Path:
-    "Cached SC-MBM pretraining on the unlabeled fMRI: returns the MAE's `save_pretrained` folder."
+    "Cached SC-MBM pretraining on the unlabeled fMRI (or the shipped MAE of this preset): returns the MAE's `save_pretrained` folder."
     cfg = load_preset(cfg)
-    root = stage_dir(cfg, "mae", "data", "mae", seed=seed); out = root/"model"
-    if (out/"config.json").exists(): return out
+    root = mae_dir(cfg, seed); out = root/"model"
+    if (out/"config.json").exists(): return out  # shipped, or cached
     with _stage_lock(root):
         if (out/"config.json").exists(): return out  # another process finished it meanwhile
         # data: all subjects set the position table; the held-out ones are not trained on
@@ -430,9 +450,23 @@ def load_mae(cfg:Preset|str, seed:int=0)->MAEforFMRI:
 
 
 def mae_history(cfg:Preset|str, seed:int=0)->dict:
-    "Loss history and subject split of the cached pretraining run."
+    "Loss history and subject split of the pretraining run (cached or shipped)."
     cfg = load_preset(cfg); pretrain_mae(cfg, seed)
-    return json.loads((stage_dir(cfg, "mae", "data", "mae", seed=seed)/"history.json").read_text())
+    return json.loads((mae_dir(cfg, seed)/"history.json").read_text())
+
+
+def ship_mae(preset:str="quick", # the preset whose MAE to pretrain and ship
+             seed:int=0, # the run's seed
+             dest=None, # folder to write; None = the package's standins/<preset>_mae
+             command:str="", # the command line that called this, for the provenance
+            )->Path:
+    "Pretrain the MAE of `preset` here (as `mae.retrain=true` does) and write it, with its loss history and provenance, to `dest`."
+    cfg = load_preset(preset, {"mae.retrain": True})
+    if cfg.data.source != "synthetic": raise ConfigError(f"preset {preset!r}: mindvideo ships MAEs pretrained on the synthetic world only, found source {cfg.data.source!r}")
+    pretrain_mae(cfg, seed)  # trains into the cache unless it holds it
+    return ship_folder(mae_dir(cfg, seed), dest if dest is not None else shipped_root()/f"{preset.split('+')[0]}_mae", key=mae_key(cfg, seed),
+                       command=command or f"mindvideo ship-standins --stage mae --preset {preset} --seed {seed}", preset=preset, seed=seed,
+                       include=("model", "history.json"))  # not ckpt/ (pickled optimizer state)
 
 
 def make_encoder(cfg:Preset|str, # preset: mae.* sets the backbone, encoder.* the head and ablations

@@ -10,14 +10,15 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import json
 import os
 from pathlib import Path
 
 from .core import ConfigError, Preset
 
 # %% auto #0
-__all__ = ['ASSETS', 'cache_dir', 'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'module_imports', 'code_version',
-           'asset_dir', 'hcp_dir', 'files_fingerprint', 'data_fingerprint']
+__all__ = ['SHIPPED_DIR', 'ASSETS', 'cache_dir', 'find_project', 'list_notebooks', 'data_dir', 'stage_dir', 'shipped_root',
+           'module_imports', 'code_version', 'asset_dir', 'hcp_dir', 'files_fingerprint', 'data_fingerprint']
 
 # %% ../nbs/00e_paths.ipynb #f3dbc42b
 def cache_dir()->Path:
@@ -58,6 +59,12 @@ def _package_dir()->Path:
     "The folder of the installed `mindvideo` package (located, not imported)."
     return Path(importlib.util.find_spec("mindvideo").origin).parent
 
+SHIPPED_DIR = "standins"  # the package's folder of shipped weights: one sub-folder each, with its provenance.json (00f_provenance)
+
+def shipped_root()->Path:
+    "The package's folder of shipped weights (`mindvideo/standins`): stand-ins that a stage loads instead of training them."
+    return _package_dir()/SHIPPED_DIR
+
 def module_imports(root=None, # folder of the package's modules; None = the installed mindvideo
                   )->dict[str, set[str]]:
     "{module: the package's modules it imports}, read with `ast` from every `<root>/*.py` (any `from .x`, `from mindvideo.x`, `import mindvideo.x`)."
@@ -90,12 +97,16 @@ def _hashed_source(name:str, text:str)->str:
 
 @functools.lru_cache(maxsize=None)
 def code_version(caller:str="")->str:
-    "Hash of the sources that can change `caller`'s artifacts: its module and every package module it imports, directly or not (the whole package for a caller outside it)."
+    "Hash of the sources that can change `caller`'s artifacts: its module and every package module it imports, directly or not (the whole package for a caller outside it), and the weights the package ships, where those modules may load them."
     root = _package_dir(); graph = module_imports(root)
     mod = caller.split(".")[-1] if caller.startswith("mindvideo.") else ""
+    names = sorted(_upstream(mod, graph) if mod in graph else graph)
     h = hashlib.sha256()
-    for name in sorted(_upstream(mod, graph) if mod in graph else graph):
+    for name in names:
         h.update(name.encode()); h.update(_hashed_source(name, (root/f"{name}.py").read_text()).encode())
+    if {"foundation", "mae"} & set(names):  # shipped weights are read like code: each provenance.json records its files' sha256
+        for prov in sorted((root/SHIPPED_DIR).glob("*/provenance.json")):
+            h.update(prov.parent.name.encode()); h.update(json.dumps(json.loads(prov.read_text())["files"], sort_keys=True).encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/00e_paths.ipynb #eaf3c46d

@@ -5,16 +5,19 @@
 # %% ../nbs/00f_provenance.ipynb #837b56ba
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
-from .core import ConfigError, atomic_path, stage_lock, write_json
+from .core import ConfigError, InputError, atomic_path, stage_lock, write_json
+from .paths import shipped_root
 
 # %% auto #0
-__all__ = ['git_commit', 'record_output', 'save_fig', 'environment', 'save_metrics']
+__all__ = ['git_commit', 'record_output', 'save_fig', 'environment', 'save_metrics', 'find_shipped', 'ship_folder']
 
 # %% ../nbs/00f_provenance.ipynb #19182a38
 def git_commit(path=".")->str:
@@ -94,3 +97,40 @@ def save_metrics(metrics:dict, # JSON-able numbers
     write_json({"provenance": prov, "metrics": metrics}, path)
     record_output(path, "metrics", nb, preset, seed, paper_ref, caption)
     return path
+
+# %% ../nbs/00f_provenance.ipynb #a6f33530
+def _sha256(path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def find_shipped(key:dict, # what the weights depend on, as `ship_folder` recorded it
+                 root=None, # folder of shipped folders; None = the package's (`paths.shipped_root`)
+                )->Path|None:
+    "The shipped folder whose provenance.json records exactly `key`, once every recorded file has its recorded sha256; None if none does."
+    root = shipped_root() if root is None else Path(root)
+    for prov in sorted(root.glob("*/provenance.json")):
+        rec = json.loads(prov.read_text())
+        if rec.get("key") != key: continue
+        bad = [f for f, h in rec["files"].items() if not (prov.parent/f).is_file() or _sha256(prov.parent/f) != h]
+        if bad: raise InputError(f"{prov.parent}: expected the files recorded in provenance.json, found {len(bad)} missing or changed: {bad[:3]}")
+        return prov.parent
+    return None
+
+def ship_folder(src, # folder of trained weights
+                dest, # folder to write (replaced as a whole, atomically)
+                key:dict, # what the weights depend on (JSON-able): `find_shipped(key)` finds `dest`
+                command:str, preset:str, seed:int, # what made them, for the record
+                include:tuple|None=None, # top-level names of `src` to ship; None = all
+               )->Path:
+    "Copy `src` (or its `include`d entries) to `dest` with a provenance.json: command, preset, seed, commit, environment, key and each file's sha256."
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir(): raise InputError(f"{src}: expected a folder of trained weights, found {'a file' if src.exists() else 'nothing'}")
+    missing = [n for n in include or () if not (src/n).exists()]
+    if missing: raise InputError(f"{src}: expected {missing} in the folder to ship, found {sorted(p.name for p in src.iterdir())}")
+    with atomic_path(dest, is_dir=True) as tmp:
+        for entry in sorted(src.iterdir()):
+            if include is not None and entry.name not in include: continue
+            if entry.is_dir(): shutil.copytree(entry, Path(tmp)/entry.name)
+            else: shutil.copy2(entry, Path(tmp)/entry.name)
+        names = sorted(str(f.relative_to(tmp)) for f in Path(tmp).rglob("*") if f.is_file())
+        write_json(dict(command=command, preset=preset, seed=seed, commit=git_commit(shipped_root().parent), environment=environment(),
+                        key=key, files={f: _sha256(Path(tmp)/f) for f in names}), Path(tmp)/"provenance.json")
+    return dest

@@ -406,9 +406,10 @@ def main(argv=None)->int:
     v.add_argument("--preset", help="use this preset's classifiers (default: the release's ViT/VideoMAE if found, else EfficientNet-Lite0)")
     v.add_argument("--n-trials", type=int, default=100, help="random trials of the N-way test per clip (release: 100)")
     v.add_argument("--seed", type=int, default=0, help="seed of the N-way draws and the chance logits")
-    w = sub.add_parser("ship-standins", help="train a preset's stand-in CLIP, VAE and UNet and write them, with provenance, into the package")
+    w = sub.add_parser("ship-standins", help="train a preset's stand-in CLIP, VAE and UNet (or its MAE) and write them, with provenance, into the package")
+    w.add_argument("--stage", choices=("foundation", "mae"), default="foundation", help="the stand-ins of 02b_foundation, or the pretrained MAE of 02_mae")
     w.add_argument("--preset", default="quick"); w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--out", metavar="DIR", help="folder to write (default: mindvideo/standins/<preset>)")
+    w.add_argument("--out", metavar="DIR", help="folder to write (default: mindvideo/standins/<preset>, or <preset>_mae)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":

@@ -282,3 +282,63 @@ def test_positions_are_fixed_buffers():
     assert "pos_embed" not in dict(enc.named_parameters()) and "pos_embed" in enc.state_dict()
     mae = _mae(64).requires_grad_(True)
     assert not any("pos_embed" in k for k, _ in mae.named_parameters())
+
+
+# ---------------------------------------------------------------- the shipped MAE of quick
+def _shipped_quick_mae():
+    d = mm.shipped_mae(load_preset("quick"))  # raises if a file no longer has its recorded hash
+    assert d is not None and d.name == "quick_mae", "mindvideo/standins/quick_mae: expected the shipped MAE of quick"
+    return d
+
+
+def test_shipped_mae_matches_its_provenance():
+    from mindvideo.core import ABLATIONS
+    from mindvideo.paths import shipped_root
+    d = _shipped_quick_mae()
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["preset"] == "quick" and prov["seed"] == 0 and prov["key"] == mm.mae_key(load_preset("quick"))
+    assert "mindvideo ship-standins --stage mae --preset quick --seed 0" in prov["command"] and prov["commit"] not in ("", "unknown")
+    assert not prov["commit"].endswith("-dirty"), "the shipped MAE must come from committed code"
+    assert sorted(prov["files"]) == ["history.json", "model/config.json", "model/diffusion_pytorch_model.safetensors"]  # no pickles
+    assert mm.pretrain_mae(load_preset("quick")) == d / "model" and mm.mae_dir("quick") == d
+    for abl in ABLATIONS: assert mm.shipped_mae(load_preset(f"quick+{abl}")) == d  # the ablations read the same MAE (or none)
+    assert mm.shipped_mae(load_preset("quick"), seed=1) is None  # another seed pretrains its own
+    assert mm.shipped_mae(load_preset("quick", {"mae.retrain": True})) is None
+    assert mm.shipped_mae(load_preset("quick", {"mae.epochs": 5})) is None
+    shipped = [f for p in shipped_root().glob("*/provenance.json") for f in (p.parent / n for n in json.loads(p.read_text())["files"])]
+    assert sum(f.stat().st_size for f in shipped) < 20e6, "everything mindvideo ships: at most 20 MB"
+
+
+def test_shipped_weights_are_part_of_the_cache_key(tmp_path, monkeypatch):
+    "Stages that may read shipped weights are keyed on their hashes: re-shipped weights re-run them."
+    import shutil
+    import mindvideo.paths as mp
+    monkeypatch.setattr(mp, "_package_dir", lambda: tmp_path / "mindvideo")
+    shutil.copytree(mp.Path(mm.__file__).parent, tmp_path / "mindvideo", ignore=shutil.ignore_patterns("standins", "__pycache__"))
+    (tmp_path / "mindvideo" / "standins" / "x").mkdir(parents=True)
+    prov = tmp_path / "mindvideo" / "standins" / "x" / "provenance.json"
+    prov.write_text(json.dumps({"files": {"model.safetensors": "a"}, "commit": "1"}))
+    mp.code_version.cache_clear()
+    before = {m: mp.code_version(f"mindvideo.{m}") for m in ("data", "mae", "contrastive")}
+    prov.write_text(json.dumps({"files": {"model.safetensors": "a"}, "commit": "2"}))  # the same weights from another commit
+    mp.code_version.cache_clear()
+    assert {m: mp.code_version(f"mindvideo.{m}") for m in before} == before
+    prov.write_text(json.dumps({"files": {"model.safetensors": "b"}, "commit": "2"}))  # other weights
+    mp.code_version.cache_clear()
+    after = {m: mp.code_version(f"mindvideo.{m}") for m in before}
+    mp.code_version.cache_clear()
+    assert after["data"] == before["data"] and after["mae"] != before["mae"] and after["contrastive"] != before["contrastive"]
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("MINDVIDEO_SLOW_TESTS"),
+                    reason="pretrains quick's MAE, about 2 minutes on two cores; set MINDVIDEO_SLOW_TESTS=1")
+def test_shipped_mae_is_what_its_command_makes(tmp_path):
+    "The recorded command, run again, writes the shipped files byte for byte."
+    import os, subprocess, sys
+    d = _shipped_quick_mae()
+    prov = json.loads((d / "provenance.json").read_text())
+    env = dict(os.environ, MINDVIDEO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS=str(prov["environment"]["torch_threads"]))
+    subprocess.run([sys.executable, "-m", "mindvideo", "ship-standins", "--stage", "mae", "--preset", "quick", "--seed", "0",
+                    "--out", str(tmp_path / "out")], env=env, check=True)
+    new = json.loads((tmp_path / "out" / "provenance.json").read_text())["files"]
+    assert new == prov["files"], f"files that the command no longer makes byte for byte: {[f for f in prov['files'] if new.get(f) != prov['files'][f]]}"
