@@ -11,17 +11,28 @@ Measured (this repo, Nov 2026): H100, --device cuda: quick 3,900 samples/s (batc
 shared 2-core CPU under load: quick ~8 samples/s, paper ~0.03 samples/s (65 s/step, batch 2).
 Each size is also timed with token dropout (`--token-dropout`, default 0.75: the backbone sees a quarter of the patches,
 as the quick contrastive stage trains), side by side in the same run, and the speed-up is printed.
+
+`--temporal-kernel both` times a candidate beside the package's attention: the temporal attention of each block
+attends over the `w` frames of a window (w = 2: sequences of two tokens, B*L of them), which the package computes with
+PyTorch's `scaled_dot_product_attention`; on CPU that dispatches to a flash kernel whose per-sequence overhead dwarfs
+two-token work. The candidate computes softmax(QK^T / sqrt(d)) V explicitly for sequences of at most 4 tokens (the
+spatial attention, over the patches, is untouched). The script prints both timings, their ratio, and the largest
+difference of one forward pass's output (float rounding only, not a different function). The candidate is applied
+here only, by patching `mindvideo.blocks.Attention.forward`; `--json FILE` writes the rows.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import mindvideo.blocks as blocks
 from mindvideo.augment import drop_tokens
-from mindvideo.core import get_device, load_preset
+from mindvideo.core import get_device, load_preset, write_json
 from mindvideo.layouts import pad_to_patch_size
 from mindvideo.mae import FMRIEncoder
 
@@ -37,6 +48,30 @@ def _sizes(name: str) -> dict:
                         num_heads=cfg.mae.num_heads, mlp_ratio=cfg.mae.mlp_ratio, window_size=cfg.data.window_size,
                         temporal_attention=cfg.encoder.temporal_attention, out_tokens=cfg.encoder.out_tokens,
                         out_dim=cfg.encoder.out_dim), batch=cfg.contrastive.batch_size)
+
+
+@contextlib.contextmanager
+def temporal_kernel(kind: str):
+    "Within the block, `Attention` computes sequences of <= 4 tokens with the package's SDPA ('sdpa') or explicitly ('explicit')."
+    original = blocks.Attention.forward
+    def forward(self, x, return_attn=False):
+        N, T, C = x.shape
+        if T > 4 or return_attn: return original(self, x, return_attn)
+        q, k, v = self.qkv(x).reshape(N, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(N, T, C)), None
+    if kind == "explicit": blocks.Attention.forward = forward
+    try: yield
+    finally: blocks.Attention.forward = original
+
+
+def forward_difference(kw: dict, batch: int, device: str) -> float:
+    "Largest |difference| between one forward pass of a fresh encoder under the two temporal kernels."
+    torch.manual_seed(0); model = FMRIEncoder(**kw).to(device).eval(); x = torch.randn(batch, kw["window_size"], kw["num_voxels"], device=device)
+    with torch.no_grad():
+        with temporal_kernel("sdpa"): a = model(x)
+        with temporal_kernel("explicit"): b = model(x)
+    return float((a - b).abs().max())
 
 
 def bench(kw: dict, batch: int, steps: int, warmup: int, device: str, token_dropout: float = 0.0) -> dict:
@@ -68,11 +103,16 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1; 0 for the paper size on CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--token-dropout", type=float, default=0.75, help="fraction of patches dropped in the second timing of each size (0 = skip it)")
+    ap.add_argument("--temporal-kernel", default="sdpa", choices=("sdpa", "explicit", "both"),
+                    help="temporal attention over the window: the package's SDPA, the explicit candidate, or both side by side")
+    ap.add_argument("--json", default="", metavar="FILE", help="also write the rows to this JSON file")
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     device = get_device(a.device)
     print(f"device {device} | torch {torch.__version__} | CPU threads {torch.get_num_threads()}")
-    print(f"{'size':>6} {'params':>9} {'V_pad':>6} {'w':>2} {'batch':>5} {'steps':>5} {'tok.drop':>8} {'s/step':>8} {'samples/s':>10}")
+    kernels = ("sdpa", "explicit") if a.temporal_kernel == "both" else (a.temporal_kernel,)
+    print(f"{'size':>6} {'params':>9} {'V_pad':>6} {'w':>2} {'batch':>5} {'steps':>5} {'tok.drop':>8} {'temporal':>8} {'s/step':>8} {'samples/s':>10}")
+    rows = []
     for name in a.sizes.split(","):
         s = _sizes(name.strip()); batch = a.batch or s["batch"]
         cpu_paper = device == "cpu" and name == "paper"
@@ -80,11 +120,22 @@ def main(argv=None):
         warmup = a.warmup if a.warmup is not None else (0 if cpu_paper else 1)
         res = {}
         for p in [0.0] + ([a.token_dropout] if a.token_dropout > 0 else []):
-            r = res[p] = bench(s["kw"], batch, steps, warmup, device, token_dropout=p)
-            print(f"{name:>6} {r['params_M']:>8.1f}M {s['kw']['num_voxels']:>6} {s['kw']['window_size']:>2} {batch:>5} {steps:>5} "
-                  f"{p:>8.2f} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.2f}", flush=True)
-        if len(res) == 2:
-            print(f"{name:>6} token dropout {a.token_dropout:.2f}: {res[0.0]['s_per_step'] / res[a.token_dropout]['s_per_step']:.2f}x faster per step", flush=True)
+            for kern in kernels:
+                with temporal_kernel(kern): r = res[p, kern] = bench(s["kw"], batch, steps, warmup, device, token_dropout=p)
+                rows.append(dict(size=name, batch=batch, steps=steps, token_dropout=p, temporal_kernel=kern, **r))
+                print(f"{name:>6} {r['params_M']:>8.1f}M {s['kw']['num_voxels']:>6} {s['kw']['window_size']:>2} {batch:>5} {steps:>5} "
+                      f"{p:>8.2f} {kern:>8} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.2f}", flush=True)
+        k0 = kernels[0]
+        if a.token_dropout > 0:
+            print(f"{name:>6} token dropout {a.token_dropout:.2f}: {res[0.0, k0]['s_per_step'] / res[a.token_dropout, k0]['s_per_step']:.2f}x faster per step", flush=True)
+        if len(kernels) == 2:
+            for p in sorted({q for q, _ in res}):
+                print(f"{name:>6} token dropout {p:.2f}: explicit temporal attention {res[p, 'sdpa']['s_per_step'] / res[p, 'explicit']['s_per_step']:.2f}x "
+                      f"faster per step than SDPA", flush=True)
+            print(f"{name:>6} largest |difference| of one forward pass: {forward_difference(s['kw'], min(batch, 8), device):.2e}", flush=True)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(dict(device=str(device), torch=torch.__version__, threads=torch.get_num_threads(), rows=rows), a.json)
 
 
 if __name__ == "__main__":

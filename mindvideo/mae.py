@@ -19,26 +19,20 @@ from diffusers.utils import BaseOutput
 from safetensors.torch import load_file
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
 from .blocks import (BlockTemp, PatchEmbed1D, _init_vit, patchify, random_masking, resize_pos_embed, sincos_pos_embed_1d,
                               unpatchify)
-from .bold import (_GRID, _convolve_hrf, _noise, _prf_weights, _sample_voxels, _smoother, detrend_zscore, frame_features,
-                            fsaverage5_cortex, hrf_kernel, voxel_drive)
-from .clips import category_names, render_scene, sample_scene
-from .core import ConfigError, InputError, Preset, atomic_path, load_npy, load_preset, seed_everything, write_json
+from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
-from .paths import hcp_dir, shipped_root, stage_dir
+from .paths import shipped_root, stage_dir
 from .provenance import find_shipped, ship_folder
 from .data import world_seed
-from .layouts import load_hcp_npz, normalize, pad_to_patch_size
+from .pretrain_fmri import load_pretrain_fmri
 from .train import fit
 
 # %% auto #0
-__all__ = ['MAEOutput', 'masked_mse', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder', 'make_pretrain_fmri', 'load_pretrain_fmri',
-           'SubjectBatchSampler', 'subject_loader', 'mae_loss', 'split_subjects', 'build_mae', 'train_mae',
-           'load_pretrained_mae', 'mae_key', 'shipped_mae', 'mae_dir', 'pretrain_mae', 'load_mae', 'mae_history',
-           'ship_mae', 'make_encoder']
+__all__ = ['MAEOutput', 'masked_mse', 'MAEforFMRI', 'ProjectionHead', 'FMRIEncoder', 'SubjectBatchSampler', 'subject_loader',
+           'mae_loss', 'split_subjects', 'build_mae', 'train_mae', 'load_pretrained_mae', 'mae_key', 'shipped_mae',
+           'mae_dir', 'pretrain_mae', 'load_mae', 'mae_history', 'ship_mae', 'make_encoder']
 
 # %% ../nbs/02_mae.ipynb #d24a0357
 @dataclass
@@ -251,64 +245,6 @@ class FMRIEncoder(ModelMixin, ConfigMixin):
         stray = [k for k in missing if not any(a in k for a in allowed)]
         if stray: raise InputError(f"state_dict: missing MAE encoder weights {stray[:5]}")
         return missing
-
-# %% ../nbs/02_mae.ipynb #439b0031
-def _scene_bank(rng, cfg:Preset, categories:list, n_scenes:int):
-    d = cfg.data; F = d.frames_per_tr; bank = []
-    for i in range(n_scenes):
-        cat = i % len(categories); n_trs = int(rng.choice(d.scene_trs))
-        p = sample_scene(rng, cat, categories, n_trs * F)
-        fr, pos = render_scene(p, d.frame_size, d.fps)
-        f = frame_features(fr).reshape(n_trs, F, 4, -1).mean(1)
-        pos = np.nanmean(pos.reshape(n_trs, F, 2), 1) if p["kind"] == "shape" else np.full((n_trs, 2), np.nan, np.float32)
-        bank.append((f, np.full(n_trs, cat), pos))
-    return bank
-
-def make_pretrain_fmri(cfg:Preset, seed:int=0, progress:bool=True)->tuple[list, dict]:
-    "Simulate the unlabeled pre-training subjects: list of float32 (N_i, V_i_pad) arrays, and their voxel info."
-    d = cfg.data; rng = np.random.default_rng([seed, 1200]); ctx = fsaverage5_cortex()
-    categories = category_names(d.n_categories, d.natural_content)
-    bank = _scene_bank(rng, cfg, categories, max(2 * len(categories), 24))
-    h = hrf_kernel(d.tr, 1); smooth_all = _smoother(ctx["faces"], len(ctx["area"]))
-    out, info = [], dict(n_voxels=[], vertex=[], area=[])
-    for _ in tqdm(range(d.n_pretrain_subjects), desc="pretrain subjects", disable=not progress, leave=False):
-        V = int(np.clip(round(d.n_voxels * rng.uniform(0.7, 1.3)), 16, None))
-        fe = float(np.clip(d.frac_early + rng.uniform(-0.05, 0.05), 0, 1)); fh = float(np.clip(d.frac_higher + rng.uniform(-0.05, 0.05), 0, 1 - fe))
-        vox = _sample_voxels(rng, ctx, V, fe, fh, len(categories), d.snr)
-        seq, t = [], 0
-        while t < d.pretrain_trs:
-            f, lab, pos = bank[rng.integers(len(bank))]
-            if rng.random() < 0.5:  # mirror left-right
-                f = f.reshape(len(f), 4, _GRID, _GRID)[..., ::-1].reshape(len(f), 4, -1); pos = pos * np.array([-1, 1], np.float32)
-            seq.append((f, lab, pos)); t += len(f)
-        f, lab, pos = (np.concatenate(x)[:d.pretrain_trs] for x in zip(*seq))
-        prf = _prf_weights(vox["rf"]); pooled = np.einsum("nkp,vp->nkv", f, prf, optimize=True)
-        drive = voxel_drive(f, lab, pos, vox, prf, (pooled.mean(0), pooled.std(0) + 1e-6))
-        sig = _convolve_hrf(drive, h); sd = sig.std(0)
-        sig = (sig - sig.mean(0)) / np.where(sd > 1e-8, sd, 1) * (vox["area"] > 0)
-        x = detrend_zscore(sig * vox["snr"] + _noise(rng, len(sig), smooth_all[vox["vertex"]], d.noise_ar))
-        out.append(normalize(pad_to_patch_size(x, d.patch_size)))
-        info["n_voxels"].append(V); info["vertex"].append(vox["vertex"]); info["area"].append(vox["area"])
-    return out, info
-
-def load_pretrain_fmri(cfg:Preset|str, # preset (or its name)
-                       seed:int=0, # random seed
-                      )->list[np.ndarray]:
-    "Unlabeled fMRI for masked brain modelling: one float32 (N_i, V_i_pad) array per subject (synthetic: cached; wen2018: the HCP layout)."
-    cfg = load_preset(cfg)
-    if cfg.data.source == "wen2018":
-        return load_hcp_npz(hcp_dir(cfg), patch_size=cfg.data.patch_size)
-    seed = world_seed(cfg, seed)
-    folder = stage_dir(cfg, "pretrain_fmri", "data", seed=seed)
-    if not (folder/"done.json").exists():
-        with _stage_lock(folder):
-            if not (folder/"done.json").exists():
-                arrs, info = make_pretrain_fmri(cfg, seed)
-                with atomic_path(folder, is_dir=True) as tmp:
-                    for i, a in enumerate(arrs): np.save(tmp/f"subject_{i:03d}.npy", a, allow_pickle=False)
-                    write_json(dict(n_subjects=len(arrs), n_voxels=info["n_voxels"]), tmp/"done.json")
-    n = json.loads((folder/"done.json").read_text())["n_subjects"]
-    return [load_npy(folder/f"subject_{i:03d}.npy") for i in range(n)]
 
 # %% ../nbs/02_mae.ipynb #77b32493
 class SubjectBatchSampler(torch.utils.data.Sampler):

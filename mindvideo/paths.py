@@ -50,7 +50,7 @@ def stage_dir(p:Preset, # the preset
     return cache_dir()/stage/f"{p.fingerprint(*sections, extra=[seed, code_version(maker), data_fingerprint(p)])}"
 
 # which module makes each cached stage: the folder of a stage is the same whoever asks for it (the stage itself, a test, a notebook)
-_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.mae", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
+_STAGE_MAKERS = {"world": "mindvideo.data", "pretrain_fmri": "mindvideo.pretrain_fmri", "mae": "mindvideo.mae", "foundation": "mindvideo.foundation",
                  "clip_targets": "mindvideo.contrastive", "contrastive": "mindvideo.contrastive", "cotrain": "mindvideo.cotrain",
                  "recon": "mindvideo.reconstruct", "eval_classifiers": "mindvideo.eval", "eval_baselines": "mindvideo.baselines",
                  "interpret": "mindvideo.interpret"}

@@ -14,7 +14,7 @@ import numpy as np
 from .core import InputError, atomic_path, check_array, load_preset
 from .data import load_world
 from .layouts import save_wen_layout
-from .mae import load_pretrain_fmri
+from .pretrain_fmri import load_pretrain_fmri
 
 # %% auto #0
 __all__ = ['preprocess_fmri_run', 'movie_to_clips', 'read_cifti', 'convert_wen2018', 'tiny_clip_tokenizer', 'make_tiny_models',

@@ -117,3 +117,17 @@ def test_quick_seeds_retrieval_summary():
     s = qs.summarise_retrieval({0: run(0.30, 0.25, 0.05), 1: run(0.34, 0.25, 0.01)})
     assert abs(s["retrieval"]["contrastive"]["image_top5"]["mean"] - 0.32) < 1e-12 and s["retrieval"]["ridge (window)"]["image_top5"]["sd"] == 0
     assert s["identification_minus_ridge"]["image_2way"]["ridge (window)"]["holds"] == "not consistent"  # within 2 SE for seed 1
+
+
+def test_bench_encoder_temporal_kernels_smoke(tmp_path):
+    "bench_encoder.py --temporal-kernel both at smoke size: both kernels timed side by side, the same function, and the package left as it was."
+    import mindvideo.blocks as blocks
+    be = _load("bench_encoder")
+    before = blocks.Attention.forward
+    be.main(["--sizes", "smoke", "--steps", "1", "--warmup", "0", "--token-dropout", "0", "--temporal-kernel", "both",
+             "--json", str(tmp_path / "enc.json")])
+    assert blocks.Attention.forward is before
+    rows = json.loads((tmp_path / "enc.json").read_text())["rows"]
+    assert [r["temporal_kernel"] for r in rows] == ["sdpa", "explicit"] and all(r["s_per_step"] > 0 for r in rows)
+    kw = be._sizes("smoke")["kw"]
+    assert be.forward_difference(kw, 4, "cpu") < 1e-5

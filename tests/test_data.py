@@ -11,7 +11,7 @@ from mindvideo.core import ConfigError, InputError, load_preset
 from mindvideo import clips
 from mindvideo import data as D
 from mindvideo import layouts as L
-from mindvideo import mae as M
+from mindvideo import pretrain_fmri as M
 
 TINY = {"data.trs_per_segment": 12, "data.n_voxels": 64, "data.natural_content": False, "data.n_pretrain_subjects": 3,
         "data.pretrain_trs": 30}

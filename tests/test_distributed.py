@@ -15,7 +15,8 @@ import mindvideo.contrastive
 import mindvideo.foundation
 from mindvideo.core import ConfigError, load_preset
 from mindvideo.paths import stage_dir
-from mindvideo.mae import MAEforFMRI, build_mae, load_mae, load_pretrain_fmri, mae_history, split_subjects, subject_loader
+from mindvideo.mae import MAEforFMRI, build_mae, load_mae, mae_history, split_subjects, subject_loader
+from mindvideo.pretrain_fmri import load_pretrain_fmri
 from mindvideo.train import row_digests
 
 

@@ -97,7 +97,7 @@ def test_hcp_required_without_mae_weights(tmp_path, monkeypatch):
 def test_tiny_assets_satisfy_wen2018_smoke(tmp_path, monkeypatch):
     from mindvideo.wen2018 import make_tiny_assets
     from mindvideo.data import load_dataset
-    from mindvideo.mae import load_pretrain_fmri
+    from mindvideo.pretrain_fmri import load_pretrain_fmri
     monkeypatch.setenv("MINDVIDEO_DATA", str(tmp_path))
     make_tiny_assets(tmp_path)
     cfg = load_preset("wen2018_smoke")
