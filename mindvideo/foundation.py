@@ -23,15 +23,13 @@ from .core import (ConfigError, InputError, Preset, atomic_path, distributed_sta
 from .paths import asset_dir, shipped_root, stage_dir
 from .provenance import find_shipped, ship_folder
 from .data import load_world, world_seed
-from .mae import ship_mae
 from .tokenizer import build_tokenizer
 from .train import fit
 
 # %% auto #0
 __all__ = ['standin_seed', 'world_frames', 'make_clip', 'make_vae', 'make_unet', 'make_scheduler', 'Foundation', 'encode_text',
            'encode_images', 'encode_video_latents', 'decode_video_latents', 'train_standins', 'load_foundation_from',
-           'foundation_dir', 'standin_key', 'shipped_standins', 'standins_dir', 'load_foundation', 'ship_standins',
-           'ship_standins_command']
+           'foundation_dir', 'standin_key', 'shipped_standins', 'standins_dir', 'load_foundation', 'ship_standins']
 
 # %% ../nbs/02b_foundation.ipynb #60581167
 def _load_world(cfg:Preset, seed:int):
@@ -403,10 +401,3 @@ def ship_standins(preset:str="quick", # the preset whose stand-ins to train and 
     return ship_folder(src, dest if dest is not None else shipped_root()/preset.split("+")[0], key=standin_key(cfg, seed),
                        command=command or f"mindvideo ship-standins --preset {preset} --seed {seed}", preset=preset, seed=seed)
 
-def ship_standins_command(args)->str:
-    "`mindvideo ship-standins`: train and ship the stand-ins (`--stage foundation`) or the pretrained MAE (`--stage mae`); one line saying where they went."
-    stage = getattr(args, "stage", "foundation")
-    cmd = f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins{'' if stage == 'foundation' else ' --stage ' + stage} --preset {args.preset} --seed {args.seed}"
-    ship = {"foundation": ship_standins, "mae": ship_mae}.get(stage)
-    if ship is None: raise ConfigError(f"--stage: expected 'foundation' or 'mae', got {stage!r}")
-    return f"ship-standins: {ship(args.preset, seed=args.seed, dest=args.out, command=cmd)}"

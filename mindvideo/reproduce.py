@@ -29,10 +29,10 @@ from .docs import build_docs
 from .layouts import check_assets
 
 # %% auto #0
-__all__ = ['KERNEL_START_TRIES', 'RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'copy_project', 'makes_outputs',
+__all__ = ['KERNEL_START_TRIES', 'RELEASE_NOTEBOOKS', 'AFTER', 'STAGES', 'COMMANDS', 'SHIPPERS', 'copy_project', 'makes_outputs',
            'select_notebooks', 'input_fingerprint', 'recorded_outputs', 'forget_outputs', 'is_up_to_date',
            'NotebookFailed', 'run_notebook', 'reproduce', 'results_table', 'write_results_table', 'write_constraints',
-           'run_stage', 'parse_set', 'stage_summary', 'main']
+           'run_stage', 'parse_set', 'stage_summary', 'ship_command', 'main']
 
 # %% ../nbs/00a_reproduce.ipynb #1fb05b26
 _PROJECT_PARTS = ("nbs", "mindvideo", "settings.ini", "README.md", "tests")
@@ -354,8 +354,21 @@ COMMANDS:dict = {  # command: "module:function(parsed args) -> line to print"
     "sample": "mindvideo.sample:sample_command",
     "convert-release": "mindvideo.release:convert_release_command",
     "evaluate": "mindvideo.evaluate:evaluate_command",
-    "ship-standins": "mindvideo.foundation:ship_standins_command",
+    "ship-standins": "mindvideo.reproduce:ship_command",
 }
+
+SHIPPERS:dict = {  # ship-standins --stage: "module:function(preset, seed, dest, command) -> the folder it wrote"
+    "foundation": "mindvideo.foundation:ship_standins",  # 02b: the stand-in CLIP, VAE and UNet
+    "mae": "mindvideo.mae:ship_mae",  # 02_mae: the pretrained MAE
+}
+
+def ship_command(args)->str:
+    "`mindvideo ship-standins`: train a preset's stand-ins or its MAE (`--stage`) and ship them with their provenance; one line saying where."
+    mod, fn = SHIPPERS[args.stage].split(":")
+    ship = getattr(importlib.import_module(mod), fn)
+    import torch  # loaded with the shipper; the CLI itself starts without it
+    cmd = f"OMP_NUM_THREADS={torch.get_num_threads()} mindvideo ship-standins{'' if args.stage == 'foundation' else ' --stage ' + args.stage} --preset {args.preset} --seed {args.seed}"
+    return f"ship-standins: {ship(args.preset, seed=args.seed, dest=args.out, command=cmd)}"
 
 def main(argv=None)->int:
     "Entry point of the `mindvideo` command."
@@ -407,7 +420,7 @@ def main(argv=None)->int:
     v.add_argument("--n-trials", type=int, default=100, help="random trials of the N-way test per clip (release: 100)")
     v.add_argument("--seed", type=int, default=0, help="seed of the N-way draws and the chance logits")
     w = sub.add_parser("ship-standins", help="train a preset's stand-in CLIP, VAE and UNet (or its MAE) and write them, with provenance, into the package")
-    w.add_argument("--stage", choices=("foundation", "mae"), default="foundation", help="the stand-ins of 02b_foundation, or the pretrained MAE of 02_mae")
+    w.add_argument("--stage", choices=list(SHIPPERS), default="foundation", help="the stand-ins of 02b_foundation, or the pretrained MAE of 02_mae")
     w.add_argument("--preset", default="quick"); w.add_argument("--seed", type=int, default=0)
     w.add_argument("--out", metavar="DIR", help="folder to write (default: mindvideo/standins/<preset>, or <preset>_mae)")
     a = ap.parse_args(argv)

@@ -342,3 +342,13 @@ def test_shipped_mae_is_what_its_command_makes(tmp_path):
                     "--out", str(tmp_path / "out")], env=env, check=True)
     new = json.loads((tmp_path / "out" / "provenance.json").read_text())["files"]
     assert new == prov["files"], f"files that the command no longer makes byte for byte: {[f for f in prov['files'] if new.get(f) != prov['files'][f]]}"
+
+
+def test_ship_standins_cli_ships_an_mae(tmp_path, monkeypatch):
+    "`mindvideo ship-standins --stage mae` pretrains the preset's MAE and ships it with the command that made it (smoke: seconds)."
+    from mindvideo.reproduce import main
+    monkeypatch.setenv("MINDVIDEO_CACHE", str(tmp_path / "cache"))
+    assert main(["ship-standins", "--stage", "mae", "--preset", "smoke", "--out", str(tmp_path / "smoke_mae")]) == 0
+    prov = json.loads((tmp_path / "smoke_mae" / "provenance.json").read_text())
+    assert prov["command"].endswith("mindvideo ship-standins --stage mae --preset smoke --seed 0")
+    assert prov["key"] == mm.mae_key(load_preset("smoke")) and mm.shipped_mae(load_preset("smoke"), root=tmp_path) == tmp_path / "smoke_mae"
