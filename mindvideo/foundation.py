@@ -5,7 +5,6 @@
 # %% ../nbs/02b_foundation.ipynb #8b759888
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -21,7 +20,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 from .core import (ConfigError, InputError, Preset, atomic_path, distributed_state, is_main_process, load_preset, seed_everything,
                             stage_lock, write_json)
 from .paths import asset_dir, shipped_root, stage_dir
-from .provenance import find_shipped, ship_folder
+from .provenance import find_shipped, ship_folder, weights_key
 from .data import load_world, world_seed
 from .tokenizer import build_tokenizer
 from .train import fit
@@ -347,9 +346,7 @@ def foundation_dir(cfg:Preset, seed:int=0)->Path:
 
 def standin_key(cfg:Preset, seed:int=0)->dict:
     "What trained stand-ins depend on: the data and foundation sections (less `retrain`) and the two seeds."
-    d = json.loads(json.dumps(cfg.to_dict(), default=str))  # tuples -> lists, as in a JSON file
-    return dict(data=d["data"], foundation={k: v for k, v in d["foundation"].items() if k != "retrain"},
-                world_seed=world_seed(cfg, seed), standin_seed=standin_seed(cfg, seed))
+    return weights_key(cfg, "data", "foundation", world_seed=world_seed(cfg, seed), standin_seed=standin_seed(cfg, seed))
 
 def shipped_standins(cfg:Preset, # the preset
                      seed:int=0, # the run's seed

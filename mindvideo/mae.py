@@ -24,7 +24,7 @@ from .blocks import (BlockTemp, PatchEmbed1D, _init_vit, patchify, random_maskin
 from .core import ConfigError, InputError, Preset, atomic_path, load_preset, seed_everything, write_json
 from .core import stage_lock as _stage_lock  # one lock helper for every stage
 from .paths import shipped_root, stage_dir
-from .provenance import find_shipped, ship_folder
+from .provenance import find_shipped, ship_folder, weights_key
 from .data import world_seed
 from .pretrain_fmri import load_pretrain_fmri
 from .train import fit
@@ -340,8 +340,7 @@ def load_pretrained_mae(model:nn.Module, # the MAE to start from the weights (sh
 
 def mae_key(cfg:Preset, seed:int=0)->dict:
     "What a pretrained MAE depends on: the data and mae sections (less `retrain`), the world's seed and the run's seed."
-    d = json.loads(json.dumps(cfg.to_dict(), default=str))  # tuples -> lists, as in a JSON file
-    return dict(stage="mae", data=d["data"], mae={k: v for k, v in d["mae"].items() if k != "retrain"}, world_seed=world_seed(cfg, seed), seed=seed)
+    return weights_key(cfg, "data", "mae", stage="mae", world_seed=world_seed(cfg, seed), seed=seed)
 
 def shipped_mae(cfg:Preset, # the preset
                 seed:int=0, # the run's seed

@@ -17,7 +17,7 @@ from .core import ConfigError, InputError, atomic_path, stage_lock, write_json
 from .paths import shipped_root
 
 # %% auto #0
-__all__ = ['git_commit', 'record_output', 'save_fig', 'environment', 'save_metrics', 'find_shipped', 'ship_folder']
+__all__ = ['git_commit', 'record_output', 'save_fig', 'environment', 'save_metrics', 'weights_key', 'find_shipped', 'ship_folder']
 
 # %% ../nbs/00f_provenance.ipynb #19182a38
 def git_commit(path=".")->str:
@@ -100,6 +100,14 @@ def save_metrics(metrics:dict, # JSON-able numbers
 
 # %% ../nbs/00f_provenance.ipynb #a6f33530
 def _sha256(path)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def weights_key(cfg, # a Preset
+                *sections:str, # the preset sections the weights depend on
+                **extra, # anything else they depend on (seeds, a stage name), JSON-able
+               )->dict:
+    "What trained weights depend on, as `ship_folder` records it: `sections` of `cfg` as in a JSON file, less `retrain` (which only says whether to train), and `extra`."
+    d = json.loads(json.dumps(cfg.to_dict(), default=str))  # tuples -> lists
+    return {s: {k: v for k, v in d[s].items() if k != "retrain"} for s in sections} | extra
 
 def find_shipped(key:dict, # what the weights depend on, as `ship_folder` recorded it
                  root=None, # folder of shipped folders; None = the package's (`paths.shipped_root`)
