@@ -2,9 +2,11 @@
 
 Usage:  python benchmarks/quick_seeds.py [--seeds 0 1 2] [--preset quick] [--work DIR] [--out FILE]
 
-For each seed, the whole chain (every notebook) runs for the preset and each of its ablations, in a project copy of
-its own under `--work` (so the committed `figures/` are never touched), with `data.world_seed` left at the preset's
-fixed world: only the models, the classifiers and the metrics' random trials change with the seed. The script then
+For each seed, the whole chain (every notebook) runs for the preset, and `06_eval` for each of its ablations (as 06d
+says to make them: `06_eval` trains what it reads through the stage cache, and the ablation table reads only its
+`06_table_main.json`), in a project copy of its own under `--work` (so the committed `figures/` are never touched),
+with `data.world_seed` left at the preset's fixed world: only the models, the classifiers and the metrics' random
+trials change with the seed. The script then
 reads each run's `06_table_main.json` and `06d_table_ablation.json` and writes `--out`
 (default `benchmarks/results/<preset>_seeds.json`): for every semantic column,
 
@@ -86,7 +88,7 @@ def summarise_retrieval(per_seed: dict) -> dict:
 
 
 def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) -> Path:
-    "Every variant's chain for one seed, in the project copy <work>/seed<seed>; the base preset last (its 06d reads the ablations)."
+    "One seed in the project copy <work>/seed<seed>: each ablation's 06_eval, then the base preset's whole chain (its 06d reads the ablations)."
     proj = work / f"seed{seed}"
     if not proj.exists(): copy_project(proj, ROOT)
     env = dict(os.environ, PYTHONPATH=str(proj))  # the copy's kernels import the copy's mindvideo
@@ -94,7 +96,7 @@ def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) 
     run = lambda *args: subprocess.run([sys.executable, "-m", "mindvideo", "reproduce", "--seed", str(seed), *args], cwd=proj, env=env, check=True)
     for v in variants[1:] + variants[:1]:
         print(f"seed {seed}: {v}", flush=True)
-        run("--preset", v)
+        run("--preset", v, *(("--only", "06_eval") if v != variants[0] else ()))  # an ablation: only what its table row needs
     if len(variants) > 1:  # the base's 06d may have run before the ablations (a reused copy): its ablation table reads them now
         run("--preset", variants[0], "--only", "06d_ablations", "--force")
     return proj
