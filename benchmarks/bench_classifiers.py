@@ -48,10 +48,11 @@ def main(argv=None):
                 t0 = time.perf_counter(); out = clf.logits(frames); best = min(best, time.perf_counter() - t0)
             times[bs] = best
             if ref is None: ref = out
-            same = "identical" if np.array_equal(out, ref) else f"DIFFERENT (max {np.abs(out - ref).max():.2e})"
+            identical = bool(np.array_equal(out, ref))
+            same = "identical" if identical else f"DIFFERENT (max {np.abs(out - ref).max():.2e})"
             print(f"  {size} px, {bs:3d} frames per call: {best:6.2f} s   {times[big] / best:4.2f}x   logits {same} to {big} per call")
             rows.append(dict(size=size, frames_per_call=bs, seconds=round(best, 3), speedup_vs_largest=round(times[big] / best, 2),
-                             identical_logits=bool(np.array_equal(out, ref))))
+                             identical_logits=identical))
     if a.out is not None:
         env = environment()
         write_json(dict(benchmark="bench_classifiers", frames=a.frames, frame_size=a.frame_size, repeats=a.repeats,
