@@ -66,6 +66,7 @@ def resize_pos_embed(pos_embed:torch.Tensor, # (1, 1+L_old, D) table with a cls 
 # %% ../nbs/02a_blocks.ipynb #8fbc5d23
 class Attention(nn.Module):
     "Multi-head self-attention (timm names `qkv`, `proj`); optionally returns the attention probabilities."
+    EXPLICIT_MAX_TOKENS = 4  # sequences this short (the temporal attention's window) skip SDPA's per-call overhead
     def __init__(self, dim:int, num_heads:int, qkv_bias:bool=True):
         super().__init__()
         if dim % num_heads: raise ConfigError(f"embed_dim: expected a multiple of num_heads={num_heads}, got {dim}")
@@ -78,12 +79,12 @@ class Attention(nn.Module):
                ):
         N, T, C = x.shape
         q, k, v = self.qkv(x).reshape(N, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        if return_attn:
+        if return_attn or T <= self.EXPLICIT_MAX_TOKENS:
             attn = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1)
             out = attn @ v
         else:
             attn, out = None, F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(N, T, C)), attn
+        return self.proj(out.transpose(1, 2).reshape(N, T, C)), (attn if return_attn else None)
 
 
 class Mlp(nn.Module):

@@ -123,10 +123,10 @@ def test_bench_encoder_temporal_kernels_smoke(tmp_path):
     "bench_encoder.py --temporal-kernel both at smoke size: both kernels timed side by side, the same function, and the package left as it was."
     import mindvideo.blocks as blocks
     be = _load("bench_encoder")
-    before = blocks.Attention.forward
+    before = blocks.Attention.EXPLICIT_MAX_TOKENS
     be.main(["--sizes", "smoke", "--steps", "1", "--warmup", "0", "--token-dropout", "0", "--temporal-kernel", "both",
              "--json", str(tmp_path / "enc.json")])
-    assert blocks.Attention.forward is before
+    assert blocks.Attention.EXPLICIT_MAX_TOKENS == before == 4
     rows = json.loads((tmp_path / "enc.json").read_text())["rows"]
     assert [r["temporal_kernel"] for r in rows] == ["sdpa", "explicit"] and all(r["s_per_step"] > 0 for r in rows)
     kw = be._sizes("smoke")["kw"]
