@@ -24,7 +24,8 @@ import the copy's `mindvideo` (not the editable install's, which may change whil
 seeds at once with one torch thread each. On 2 CPU cores that is about as fast in all as one seed after the other on
 two threads, not faster: quick's training runs nearly twice as fast on two threads as on one (contrastive steps
 measured 1.9x), its sampling about 1.6x. One thread also changes the last bits of trained weights against two, so a
-seed's numbers are those of its thread count (each run records `torch_threads`). A copy that already holds finished runs (e.g. seed 0's, from
+seed's numbers are those of its thread count (each run records `torch_threads`, and the commit its copy was made
+from: a copy is no git checkout). A copy that already holds finished runs (e.g. seed 0's, from
 `mindvideo reproduce --preset quick` in a clone at `<work>/seed0`) is reused: up-to-date notebooks are skipped.
 `--presets-only` skips the ablations. `tests/test_benchmarks.py` checks the summary on hand-made margins.
 """
@@ -42,9 +43,17 @@ import numpy as np
 
 from mindvideo.core import ABLATIONS, write_json
 from mindvideo.paths import find_project
+from mindvideo.provenance import git_commit
 from mindvideo.reproduce import copy_project
 
 ROOT = find_project(Path(__file__).parent)
+SOURCE = ".source_commit"  # in a project copy: the commit of the project it was copied from
+
+
+def _commit(proj: Path, recorded: str) -> str:
+    "A run's commit: the one its provenance records, or for a run in a project copy (no git) the commit the copy was made from."
+    src = proj / SOURCE
+    return f"copy of {src.read_text().strip()}" if recorded == "unknown" and src.is_file() else recorded
 
 
 def _read(path: Path) -> dict:
@@ -90,7 +99,9 @@ def summarise_retrieval(per_seed: dict) -> dict:
 def run_seed(seed: int, variants: list, work: Path, threads: int | None = None) -> Path:
     "One seed in the project copy <work>/seed<seed>: each ablation's 06_eval, then the base preset's whole chain (its 06d reads the ablations)."
     proj = work / f"seed{seed}"
-    if not proj.exists(): copy_project(proj, ROOT)
+    if not proj.exists():
+        copy_project(proj, ROOT)
+        (proj / SOURCE).write_text(git_commit(ROOT))  # a copy is no git checkout: its runs record commit 'unknown'
     env = dict(os.environ, PYTHONPATH=str(proj))  # the copy's kernels import the copy's mindvideo
     if threads: env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     run = lambda *args: subprocess.run([sys.executable, "-m", "mindvideo", "reproduce", "--seed", str(seed), *args], cwd=proj, env=env, check=True)
@@ -131,7 +142,7 @@ def main(argv=None):
                 for c, m in columns.items(): ablations[s].setdefault(c, {})[variant] = m
     prov = {str(s): json.loads((projs[s] / "figures" / a.preset / "06_table_main.json").read_text())["provenance"] for s in a.seeds}
     res = dict(preset=a.preset, seeds=a.seeds, world_seed="the preset's data.world_seed (fixed)",
-               runs={s: dict(commit=p["commit"], torch_threads=p.get("environment", {}).get("torch_threads")) for s, p in prov.items()},
+               runs={s: dict(commit=_commit(projs[int(s)], p["commit"]), torch_threads=p.get("environment", {}).get("torch_threads")) for s, p in prov.items()},
                mindvideo_minus_baseline=summarise(baselines), contrastive_retrieval=summarise_retrieval(retrieval))
     if ablations: res["ablation_minus_full"] = summarise(ablations)
     out = a.out or ROOT / "benchmarks" / "results" / f"{a.preset}_seeds.json"

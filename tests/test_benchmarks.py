@@ -119,6 +119,14 @@ def test_quick_seeds_retrieval_summary():
     assert s["identification_minus_ridge"]["image_2way"]["ridge (window)"]["holds"] == "not consistent"  # within 2 SE for seed 1
 
 
+def test_quick_seeds_commit_of_a_copy(tmp_path):
+    "A run in a project copy (no git, provenance 'unknown') is recorded with the commit the copy was made from."
+    qs = _load("quick_seeds")
+    assert qs._commit(tmp_path, "unknown") == "unknown" and qs._commit(tmp_path, "abc123") == "abc123"
+    (tmp_path / qs.SOURCE).write_text("abc123\n")
+    assert qs._commit(tmp_path, "unknown") == "copy of abc123" and qs._commit(tmp_path, "def456") == "def456"
+
+
 def test_bench_encoder_temporal_kernels_smoke(tmp_path):
     "bench_encoder.py --temporal-kernel both at smoke size: both kernels timed side by side, the same function, and the package left as it was."
     import mindvideo.blocks as blocks
