@@ -52,9 +52,9 @@ def _sizes(name: str) -> dict:
 
 @contextlib.contextmanager
 def temporal_kernel(kind: str):
-    "Within the block, `Attention` computes sequences of <= 4 tokens with SDPA ('sdpa') or explicitly ('explicit', the package's default)."
+    "Within the block, `Attention` computes sequences of <= `EXPLICIT_MAX_TOKENS` tokens with SDPA ('sdpa') or explicitly ('explicit', the package's default)."
     original = blocks.Attention.EXPLICIT_MAX_TOKENS
-    blocks.Attention.EXPLICIT_MAX_TOKENS = 4 if kind == "explicit" else 0
+    blocks.Attention.EXPLICIT_MAX_TOKENS = original if kind == "explicit" else 0
     try: yield
     finally: blocks.Attention.EXPLICIT_MAX_TOKENS = original
 
